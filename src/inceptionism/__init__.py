@@ -1,0 +1,34 @@
+"""inceptionism: DeepDream for photographers, artists and researchers.
+
+>>> import inceptionism
+>>> picture = inceptionism.dream("examples/chelsea.jpg", steps=12)  # a PIL image
+>>> picture.save("dream.png")
+"""
+
+__version__ = "0.1.0"
+
+from inceptionism import objectives  # noqa: E402
+from inceptionism.api import dream, get_model  # noqa: E402
+from inceptionism.config import PRESETS, DreamConfig, preset  # noqa: E402
+from inceptionism.engine import Dreamer, Progress  # noqa: E402
+from inceptionism.errors import ConfigError, ImageError, InceptionismError, WeightsError  # noqa: E402
+from inceptionism.models import list_models, load_model, register_model  # noqa: E402
+
+__all__ = [
+    "PRESETS",
+    "ConfigError",
+    "DreamConfig",
+    "Dreamer",
+    "ImageError",
+    "InceptionismError",
+    "Progress",
+    "WeightsError",
+    "__version__",
+    "dream",
+    "get_model",
+    "list_models",
+    "load_model",
+    "objectives",
+    "preset",
+    "register_model",
+]

@@ -1,0 +1,5 @@
+import sys
+
+from inceptionism.cli import main
+
+sys.exit(main())

@@ -1,0 +1,146 @@
+"""The dream itself: an octave loop around a gradient-ascent step. The one obvious place.
+
+Data flows one way: RGB (1, 3, H, W) in [0, 1] → octave pyramid, smallest first → at each octave, steps of
+(random roll → tiled gradient of the objective → roll back → normalise → step → clamp) → the detail the steps
+added is carried up to the next octave → the full-size dream. The engine never knows which model it drives.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from inceptionism.config import DreamConfig, parse_layers
+from inceptionism.devices import autocast, pick_precision
+from inceptionism.errors import InceptionismError
+from inceptionism.memory import is_out_of_memory, measure_bytes_per_pixel, parse_bytes, plan_tile
+from inceptionism.models import DreamModel, FeatureExtractor
+from inceptionism.objectives import Objective, layer
+from inceptionism.tiling import tiled_gradient
+from inceptionism.transforms import normalize_gradient, octave_sizes, random_shift, resize, roll
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a run is, passed to the callback after every step.
+
+    ``image`` is set after the last step of each octave: the current dream, (1, 3, h, w) in [0, 1] on the CPU.
+    """
+
+    octave: int  # 1-based
+    octaves: int
+    step: int  # 1-based, within the octave
+    steps: int
+    done: int  # steps done in all
+    total: int
+    score: float
+    size: tuple[int, int]  # (h, w) of this octave
+    tile_size: int
+    elapsed: float
+    image: torch.Tensor | None = None
+
+
+Callback = Callable[[Progress], None]
+
+
+def build_objective(config: DreamConfig, model: DreamModel) -> Objective:
+    """The config's layers (or the model's defaults) as a weighted sum of whole-layer objectives."""
+    items = parse_layers(config.layers) or [(name, 1.0) for name in model.spec.default_layers]
+    for name, _ in items:
+        model.resolve_layer(name)  # unknown names fail here, before any work
+    terms = [layer(name, config.loss) if w == 1.0 else w * layer(name, config.loss) for name, w in items]
+    return sum(terms[1:], start=terms[0])
+
+
+class Dreamer:
+    """Runs dreams of one model and objective on one device with one config.
+
+    >>> dreamer = Dreamer(model, objective, config, torch.device("cpu"))
+    >>> out = dreamer.run(image)  # (1, 3, H, W) in [0, 1]
+    """
+
+    def __init__(self, model: DreamModel, objective: Objective, config: DreamConfig, device: torch.device) -> None:
+        self.model = model.to(device)
+        self.objective = objective
+        self.config = config
+        self.device = device
+        self.precision = pick_precision(config.precision, device)
+        self.extractor: FeatureExtractor = model.extractor(objective.layers)
+        self._bytes_per_pixel: float | None = None
+
+    def score(self, x: torch.Tensor) -> torch.Tensor:
+        """Objective per batch item (B,) for images (B, 3, h, w) in [0, 1]."""
+        with autocast(self.precision, self.device):
+            return self.objective(self.extractor(x)).float()
+
+    def tile_size(self, height: int, width: int) -> int:
+        """The configured tile size, or the largest that fits the memory budget (measured once per run)."""
+        if self.config.tile_size is not None:
+            return self.config.tile_size
+        if self._bytes_per_pixel is None:
+            self._bytes_per_pixel = measure_bytes_per_pixel(
+                self.extractor, self.objective, self.device, autocast(self.precision, self.device)
+            )
+        cap = parse_bytes(self.config.max_memory) if self.config.max_memory else None
+        return plan_tile(height, width, self._bytes_per_pixel, self.device, cap).tile_size
+
+    def step(self, image: torch.Tensor, generator: torch.Generator, tile: int) -> tuple[torch.Tensor, float]:
+        """One ascent step on (1, 3, h, w): roll, tiled gradient, roll back, normalise, step, clamp."""
+        cfg = self.config
+        dy, dx = random_shift(cfg.jitter, generator)
+        grad, score = tiled_gradient(roll(image, dy, dx), self.score, tile, cfg.tile_overlap)
+        grad = normalize_gradient(roll(grad, -dy, -dx), cfg.grad_norm)
+        return (image + cfg.step_size * grad).clamp_(0.0, 1.0), score
+
+    def run(self, image: torch.Tensor, callback: Callback | None = None) -> torch.Tensor:
+        """Dream on ``image`` (1, 3, H, W) in [0, 1]; returns the dream, same shape, on the CPU."""
+        cfg = self.config
+        if image.dim() != 4 or image.shape[:2] != (1, 3):
+            raise ValueError(f"expected an image of shape (1, 3, H, W), got {tuple(image.shape)}")
+        generator = torch.Generator().manual_seed(cfg.seed)
+        base = image.to(self.device, torch.float32)
+        sizes = octave_sizes(base.shape[-2], base.shape[-1], cfg.octaves, cfg.octave_scale, cfg.min_size)
+        total = len(sizes) * cfg.steps
+        tile = self.tile_size(*sizes[-1])
+        detail = torch.zeros(1, 3, *sizes[0], device=self.device)
+        start = time.perf_counter()
+        dream = base
+        for o, size in enumerate(sizes):
+            octave_base = resize(base, size)
+            dream = (octave_base + resize(detail, size)).clamp_(0.0, 1.0)
+            for s in range(cfg.steps):
+                dream, score, tile = self._step_with_retry(dream, generator, tile)
+                if callback is not None:
+                    last = s == cfg.steps - 1
+                    callback(
+                        Progress(
+                            o + 1, len(sizes), s + 1, cfg.steps, o * cfg.steps + s + 1, total, score, size, tile,
+                            time.perf_counter() - start, dream.detach().cpu() if last else None,
+                        )
+                    )
+            detail = dream - octave_base
+        return dream.detach().cpu()
+
+    def _step_with_retry(
+        self, image: torch.Tensor, generator: torch.Generator, tile: int
+    ) -> tuple[torch.Tensor, float, int]:
+        """A step; on out-of-memory, halve the tile and try again (the generator state is restored)."""
+        while True:
+            state = generator.get_state()
+            try:
+                out, score = self.step(image, generator, min(tile, max(image.shape[-2:])))
+            except (RuntimeError, torch.OutOfMemoryError) as e:
+                if not is_out_of_memory(e) or tile <= 64:
+                    raise
+                generator.set_state(state)
+                tile = max(64, tile // 2 // 32 * 32)
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                continue
+            if not math.isfinite(score):
+                raise InceptionismError("the objective became NaN or infinite; lower --step-size")
+            return out, score, tile

@@ -1,0 +1,123 @@
+"""Memory-aware planning: choose the tile size from the memory available and the model's measured cost.
+
+The cost is measured, not guessed: one forward pass on a small probe tile records the bytes autograd keeps for
+the backward pass (``saved_tensors_hooks``), giving bytes per input pixel for this model, these layers and this
+precision. The tile is the largest square whose cost fits the budget (a share of the free memory, or
+``--max-memory``). If a step still runs out of memory, the engine halves the tile and retries.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from inceptionism.errors import ConfigError
+
+_UNITS = {"": 1, "B": 1, "K": 1e3, "KB": 1e3, "M": 1e6, "MB": 1e6, "G": 1e9, "GB": 1e9, "T": 1e12, "TB": 1e12}
+_UNITS.update({"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40})
+
+MIN_TILE = 64
+MAX_TILE = 1024  # larger tiles gain nothing in speed on CPU or GPU, and cost memory
+PROBE = 128
+# Peak memory of a step over the bytes autograd saves: gradients, the tile batch, allocator slack (measured).
+OVERHEAD = 2.0
+FREE_SHARE = 0.5  # share of free memory a run takes by default
+
+
+def parse_bytes(text: str | int) -> int:
+    """``"2GB"``, ``"512MiB"``, ``"1.5g"``, ``1000000`` → bytes."""
+    if isinstance(text, int):
+        return text
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
+    unit = m.group(2).upper() if m else ""
+    if not m or unit not in _UNITS:
+        raise ConfigError(f"--max-memory must be a size like 2GB or 512MiB, got {text!r}")
+    value = int(float(m.group(1)) * _UNITS[unit])
+    if value < 64 * 2**20:
+        raise ConfigError(f"--max-memory must be at least 64MiB, got {text!r}")
+    return value
+
+
+def free_memory(device: torch.device) -> int:
+    """Bytes free now: the GPU's free memory, or the system's available RAM (cgroup limit respected)."""
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free)
+    available = _meminfo_available()
+    limit = _cgroup_limit()
+    return min(available, limit) if limit else available
+
+
+def _meminfo_available() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 4 * 2**30
+
+
+def _cgroup_limit() -> int | None:
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            text = f.read().strip()
+        with open("/sys/fs/cgroup/memory.current") as f:
+            used = int(f.read().strip())
+        return int(text) - used if text != "max" else None
+    except (OSError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """The tile size chosen, with the figures behind it."""
+
+    tile_size: int
+    budget: int
+    bytes_per_pixel: float
+
+
+def measure_bytes_per_pixel(extractor: nn.Module, score: object, device: torch.device, precision_ctx: object) -> float:
+    """Bytes autograd keeps per input pixel for one forward pass of ``extractor`` (probe tile of 128²)."""
+    saved = 0
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        nonlocal saved
+        saved += t.numel() * t.element_size()
+        return t
+
+    x = torch.rand(1, 3, PROBE, PROBE, device=device, requires_grad=True)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), precision_ctx:  # type: ignore[attr-defined]
+        score(extractor(x))  # type: ignore[operator]
+    return max(saved, 1) / PROBE**2
+
+
+def plan_tile(
+    height: int, width: int, bytes_per_pixel: float, device: torch.device, max_memory: int | None
+) -> TilePlan:
+    """Largest tile (a multiple of 32, 64…1024 px, at most the image) whose step fits the memory budget."""
+    budget = int(free_memory(device) * FREE_SHARE)
+    if max_memory is not None:
+        budget = min(budget, max_memory)
+    side = int(math.sqrt(budget / (bytes_per_pixel * OVERHEAD)))
+    side = max(MIN_TILE, min(MAX_TILE, side // 32 * 32))
+    side = min(side, max(height, width))
+    return TilePlan(side, budget, bytes_per_pixel)
+
+
+def is_out_of_memory(e: BaseException) -> bool:
+    """True for CUDA/MPS/CPU allocation failures."""
+    if isinstance(e, torch.OutOfMemoryError):
+        return True
+    text = str(e)
+    return isinstance(e, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)

