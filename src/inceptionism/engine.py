@@ -46,6 +46,10 @@ class Progress:
 
 Callback = Callable[[Progress], None]
 
+# Tile starts are multiples of this, the largest stride of common CNNs, so every tile samples the image on the
+# network's own grid and tiled gradients match untiled ones (see tiling.tile_starts).
+TILE_ALIGN = 32
+
 
 def build_objective(config: DreamConfig, model: DreamModel) -> Objective:
     """The config's layers (or the model's defaults) as a weighted sum of whole-layer objectives."""
@@ -92,7 +96,7 @@ class Dreamer:
         """One ascent step on (1, 3, h, w): roll, tiled gradient, roll back, normalise, step, clamp."""
         cfg = self.config
         dy, dx = random_shift(cfg.jitter, generator)
-        grad, score = tiled_gradient(roll(image, dy, dx), self.score, tile, cfg.tile_overlap)
+        grad, score = tiled_gradient(roll(image, dy, dx), self.score, tile, cfg.tile_overlap, align=TILE_ALIGN)
         grad = normalize_gradient(roll(grad, -dy, -dx), cfg.grad_norm)
         return (image + cfg.step_size * grad).clamp_(0.0, 1.0), score
 

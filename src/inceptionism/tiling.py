@@ -26,24 +26,36 @@ class Tile:
     w: int
 
 
-def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets of evenly spread tiles of size ``min(tile, length)`` covering ``[0, length)``."""
-    tile = min(tile, length)
+def tile_length(length: int, tile: int, align: int = 1) -> int:
+    """Tile extent along one axis: ``tile`` grown by less than ``align`` so the last tile also starts aligned."""
     if tile >= length:
+        return length
+    return tile + (length - tile) % align
+
+
+def tile_starts(length: int, tile: int, overlap: int, align: int = 1) -> list[int]:
+    """Start offsets of evenly spread tiles of size ``tile_length(length, tile, align)`` covering ``[0, length)``.
+
+    Every start is a multiple of ``align``: with ``align`` = the network's stride, each tile sees the image on the
+    same sampling grid as the whole image would, so the tiled gradient matches the untiled one.
+    """
+    size = tile_length(length, tile, align)
+    if size >= length:
         return [0]
-    overlap = min(overlap, tile - 1)
-    n = -(-(length - overlap) // (tile - overlap))  # ceil
-    n = max(n, 2)
-    return [round(i * (length - tile) / (n - 1)) for i in range(n)]
+    overlap = min(overlap, size - 1)
+    step = max(1, size - overlap - (align - 1))
+    span = (length - size) // align  # the last start, in units of align
+    n = min(max(2, -(-(length - size) // step) + 1), span + 1)
+    return [round(i * span / (n - 1)) * align for i in range(n)]
 
 
-def tile_grid(height: int, width: int, tile_size: int, overlap: int) -> list[Tile]:
-    """Equal-sized tiles covering an image of ``height × width``, row by row."""
-    th, tw = min(tile_size, height), min(tile_size, width)
+def tile_grid(height: int, width: int, tile_size: int, overlap: int, align: int = 1) -> list[Tile]:
+    """Equal-sized tiles covering an image of ``height × width``, row by row, starts aligned to ``align``."""
+    th, tw = tile_length(height, tile_size, align), tile_length(width, tile_size, align)
     return [
         Tile(y, x, th, tw)
-        for y in tile_starts(height, tile_size, overlap)
-        for x in tile_starts(width, tile_size, overlap)
+        for y in tile_starts(height, tile_size, overlap, align)
+        for x in tile_starts(width, tile_size, overlap, align)
     ]
 
 
@@ -69,15 +81,16 @@ def blend_window(tile: Tile, height: int, width: int, overlap: int, device: torc
 
 
 def tiled_gradient(
-    image: torch.Tensor, score: ScoreBatch, tile_size: int, overlap: int, batch: int = 1
+    image: torch.Tensor, score: ScoreBatch, tile_size: int, overlap: int, batch: int = 1, align: int = 1
 ) -> tuple[torch.Tensor, float]:
     """Gradient of the image's score, computed tile by tile.
 
     ``image``: (1, 3, H, W). ``score`` maps a batch of tiles (B, 3, h, w) to (B,) scores. Returns the blended
-    gradient (1, 3, H, W) and the mean tile score. ``batch`` tiles go through the network at once.
+    gradient (1, 3, H, W) and the mean tile score. ``batch`` tiles go through the network at once; tile
+    starts are multiples of ``align`` (pass the network's stride).
     """
     _, _, height, width = image.shape
-    tiles = tile_grid(height, width, tile_size, overlap)
+    tiles = tile_grid(height, width, tile_size, overlap, align)
     if len(tiles) == 1:
         x = image.detach().requires_grad_(True)
         s = score(x)

@@ -1,0 +1,40 @@
+import pytest
+import torch
+
+from inceptionism.objectives import Objective, channel, layer, layers
+
+
+@pytest.fixture
+def acts():
+    torch.manual_seed(0)
+    return {"a": torch.randn(2, 4, 3, 3), "b": torch.randn(2, 5, 2, 2)}
+
+
+def test_layer_losses(acts):
+    assert torch.allclose(layer("a")(acts), acts["a"].flatten(1).mean(1))
+    assert torch.allclose(layer("a", loss="l2")(acts), (acts["a"] ** 2).flatten(1).mean(1))
+    assert layer("a")(acts).shape == (2,)
+    with pytest.raises(ValueError, match="unknown loss"):
+        layer("a", loss="max")
+
+
+def test_objectives_compose_as_values(acts):
+    obj = 0.5 * layer("a") + layer("b", "l2") - layer("a")
+    expected = 0.5 * layer("a")(acts) + layer("b", "l2")(acts) - layer("a")(acts)
+    assert torch.allclose(obj(acts), expected)
+    assert obj.layers == ("a", "b")
+    assert "0.5 * mean(a)" in obj.description and "l2(b)" in obj.description
+    assert isinstance(sum([layer("a"), layer("b")]), Objective)
+
+
+def test_channel(acts):
+    assert torch.allclose(channel("a", 2)(acts), acts["a"][:, 2].flatten(1).mean(1))
+    with pytest.raises(ValueError, match="out of range"):
+        channel("a", 9)(acts)
+
+
+def test_weighted_layers(acts):
+    obj = layers({"a": 2.0, "b": 1.0})
+    assert torch.allclose(obj(acts), 2 * layer("a")(acts) + layer("b")(acts))
+    with pytest.raises(ValueError):
+        layers({})

@@ -1,0 +1,83 @@
+import pytest
+import torch
+from torch import nn
+
+from inceptionism.tiling import Tile, blend_window, tile_grid, tile_length, tile_starts, tiled_gradient
+
+
+@pytest.mark.parametrize(
+    ("length", "tile", "overlap", "align"),
+    [(100, 32, 8, 1), (257, 64, 16, 32), (64, 64, 8, 32), (50, 64, 8, 8), (4320, 512, 64, 32), (1000, 512, 64, 32)],
+)
+def test_tiles_cover_everything_with_equal_aligned_sizes(length, tile, overlap, align):
+    starts = tile_starts(length, tile, overlap, align)
+    size = tile_length(length, tile, align)
+    assert size < tile + align
+    covered = torch.zeros(length, dtype=torch.bool)
+    for s in starts:
+        assert 0 <= s and s + size <= length and s % align == 0
+        covered[s : s + size] = True
+    assert covered.all()
+    assert len(set(starts)) == len(starts)
+    for a, b in zip(starts, starts[1:]):
+        assert b - a <= size - min(overlap, size - 1)  # neighbours overlap at least `overlap`
+
+
+def test_blend_windows_partition_unity_and_are_one_at_image_borders():
+    grid = tile_grid(90, 130, 48, 12)
+    total = torch.zeros(90, 130)
+    for t in grid:
+        w = blend_window(t, 90, 130, 12, torch.device("cpu"))
+        assert w.shape == (t.h, t.w) and (w > 0).all()
+        total[t.y : t.y + t.h, t.x : t.x + t.w] += w
+    assert (total > 0).all()
+    single = blend_window(Tile(0, 0, 90, 130), 90, 130, 12, torch.device("cpu"))
+    assert torch.equal(single, torch.ones(90, 130))
+
+
+def _conv_score():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 5, padding=2), nn.ReLU(), nn.Conv2d(8, 8, 5, padding=2, stride=2))
+    net.requires_grad_(False)
+    return lambda x: (net(x) ** 2).flatten(1).mean(1)
+
+
+def test_single_tile_equals_untiled_exactly():
+    score = _conv_score()
+    x = torch.rand(1, 3, 40, 56)
+    g_tiled, s_tiled = tiled_gradient(x, score, tile_size=64, overlap=8)
+    xr = x.clone().requires_grad_(True)
+    s = score(xr)
+    (g,) = torch.autograd.grad(s.sum(), xr)
+    assert torch.equal(g_tiled, g)
+    assert s_tiled == pytest.approx(float(s.detach()))
+
+
+def test_tiled_gradient_matches_untiled_and_batches_agree():
+    score = _conv_score()
+    x = torch.rand(1, 3, 96, 128)
+    full, _ = tiled_gradient(x, score, tile_size=512, overlap=0)
+    tiled, _ = tiled_gradient(x, score, tile_size=48, overlap=16, align=2)
+    batched, _ = tiled_gradient(x, score, tile_size=48, overlap=16, batch=4, align=2)
+    misaligned, _ = tiled_gradient(x, score, tile_size=48, overlap=16)  # odd starts: the stride's other phase
+    assert torch.allclose(tiled, batched, atol=1e-6)
+    cos = torch.nn.functional.cosine_similarity(full.flatten(), tiled.flatten(), dim=0)
+    assert cos > 0.99
+    assert torch.nn.functional.cosine_similarity(full.flatten(), misaligned.flatten(), dim=0) < cos
+    # Scale matches too: each tile's score is weighted by its share of the image.
+    assert tiled.abs().mean() / full.abs().mean() == pytest.approx(1.0, rel=0.25)
+
+
+def _worst_column_error(tiled, full):
+    """Largest per-column gap between tiled and untiled gradients, relative to the gradient's mean size."""
+    return float(((tiled - full).abs().mean(dim=(0, 1, 2)) / full.abs().mean()).max())
+
+
+def test_blended_tiles_leave_no_seam_where_hard_tiles_do():
+    score = _conv_score()
+    x = torch.rand(1, 3, 64, 192)
+    full, _ = tiled_gradient(x, score, tile_size=512, overlap=0)
+    blended, _ = tiled_gradient(x, score, tile_size=64, overlap=24, align=2)
+    hard, _ = tiled_gradient(x, score, tile_size=64, overlap=0, align=2)
+    assert _worst_column_error(hard, full) > 0.2  # the test can fail: hard tile borders are seams
+    assert _worst_column_error(blended, full) < 0.08
