@@ -56,15 +56,20 @@ def dream(
     *,
     preset: str | None = None,
     callback: Callback | None = None,
-    model: DreamModel | None = None,
+    model: DreamModel | str | None = None,
     **settings: Any,
 ) -> Image.Image:
     """Dream on ``image`` (a path, PIL image, (H, W[, C]) array or (3, H, W) tensor in [0, 1]).
 
     Settings are :class:`DreamConfig` fields: ``dream("cat.jpg", layers=["block8:0.5", "block10"], steps=20)``.
     ``callback`` gets a :class:`~inceptionism.engine.Progress` after every step, with the image at each octave's
-    end. Returns a PIL image of the input's size and mode; its settings are in ``.info["inceptionism"]``.
+    end. ``model`` is a model name or an already loaded :class:`DreamModel` (reused, e.g. across a notebook).
+    Returns a PIL image of the input's size and mode; its settings are in ``.info["inceptionism"]``.
     """
+    if isinstance(model, str):
+        settings["model"], model = model, None
+    elif model is not None:
+        settings["model"] = model.name
     cfg = make_config(config, preset, **settings)
     loaded = load_image(image, max_pixels=cfg.max_pixels)
     device = pick_device(cfg.device)

@@ -125,7 +125,7 @@ def default_output(input_path: Path) -> Path:
 
 def cmd_dream(args: argparse.Namespace) -> int:
     from inceptionism.api import dream
-    from inceptionism.image_io import check_output_path, save_image
+    from inceptionism.image_io import check_output_path, check_writable, save_image
     from inceptionism.progress import ProgressBar
 
     cfg = config_from_args(args)
@@ -135,7 +135,7 @@ def cmd_dream(args: argparse.Namespace) -> int:
     check_output_path(src, out, overwrite)
     settings_out = getattr(args, "settings_out", None)
     if settings_out is not None:
-        check_output_path(src, Path(settings_out), False)
+        check_writable(Path(settings_out), src)
     with ProgressBar(enabled=not getattr(args, "quiet", False)) as bar:
         result = dream(src, cfg, callback=bar)
     record = json.loads(result.info["inceptionism"])

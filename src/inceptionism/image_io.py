@@ -494,6 +494,14 @@ def _same_file(a: Path, b: Path) -> bool:
         return a.resolve() == b.resolve()
 
 
+def check_writable(path: Path, input_path: Path | None = None) -> None:
+    """Check that any file (e.g. a settings JSON) can be written at ``path`` and is not the input."""
+    path = Path(path)
+    _check_folder(path)
+    if input_path is not None and _same_file(Path(input_path), path):
+        raise ImageError(f"refusing to overwrite the input {_show(input_path)}; choose another file")
+
+
 def check_output_path(input_path: Path | None, output_path: Path, overwrite: bool) -> None:
     """Check, before a long run, that ``output_path`` can be written (raises :class:`ImageError` if not).
 

@@ -1,0 +1,194 @@
+"""The command line, end to end: subprocess for real runs, in-process ``main`` for the many bad inputs."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from inceptionism.cli import main
+
+FAST = ["--octaves", "2", "--steps", "2", "--min-size", "16", "--quiet"]
+
+
+def run_cli(*args, timeout=240):
+    return subprocess.run(
+        [sys.executable, "-m", "inceptionism", *map(str, args)], capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture
+def photo(tmp_path):
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:48, 0:64]
+    img = np.stack([xx * 4, yy * 5, (xx + yy) * 2], -1) + rng.integers(0, 40, (48, 64, 3))
+    path = tmp_path / "photo.png"
+    Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(path)
+    return path
+
+
+def test_dream_end_to_end_writes_png_with_settings_and_reproduces(photo, tmp_path):
+    out, settings = tmp_path / "dream.png", tmp_path / "settings.json"
+    before = photo.read_bytes()
+    r = run_cli("dream", photo, "-o", out, "--seed", "5", "--settings-out", settings, *FAST)
+    assert r.returncode == 0, r.stderr
+    assert photo.read_bytes() == before  # the input is never touched
+    with Image.open(out) as im:
+        assert im.size == (64, 48) and im.mode == "RGB"
+        embedded = json.loads(im.text["inceptionism"])
+        first = np.asarray(im)
+    assert embedded["seed"] == 5 and embedded["model"] == "efficientnet-lite0" and embedded["version"]
+    assert json.loads(settings.read_text()) == embedded
+    # Settings from the PNG itself reproduce the run bit for bit; a JSON file does too.
+    for source in (out, settings):
+        again = tmp_path / f"again-{source.suffix[1:]}.png"
+        assert main(["dream", str(photo), "-o", str(again), "--settings", str(source), "--quiet"]) == 0
+        with Image.open(again) as im:
+            assert np.array_equal(np.asarray(im), first)
+
+
+def test_options_override_settings_file_and_layers_accept_weights(photo, tmp_path, capsys):
+    settings = tmp_path / "s.json"
+    settings.write_text(json.dumps({"steps": 1, "octaves": 1, "seed": 9}))
+    out = tmp_path / "o.jpg"
+    code = main(["dream", str(photo), "-o", str(out), "--settings", str(settings), "--seed", "2", "--quiet",
+                 "--layers", "block8:0.5,block10", "head:0.1"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    with Image.open(out) as im:
+        assert im.format == "JPEG" and im.size == (64, 48)
+        record = json.loads(im.info["comment"])["inceptionism"]
+    assert record["seed"] == 2 and record["steps"] == 1
+    assert record["layers"] == ["block8:0.5,block10", "head:0.1"]
+    assert "0.5 * l2(block8)" in record["objective"] and "0.1 * l2(head)" in record["objective"]
+
+
+def _fails(capsys, argv, code, *words):
+    assert main(argv) == code
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    for w in words:
+        assert w.lower() in err.lower(), err
+    return err
+
+
+def test_bad_files(photo, tmp_path, capsys):
+    out = str(tmp_path / "o.png")
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "notes.txt").write_text("not an image")
+    data = photo.read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    _fails(capsys, ["dream", str(tmp_path / "missing.jpg"), "-o", out], 1, "does not exist")
+    _fails(capsys, ["dream", str(tmp_path), "-o", out], 1, "folder")
+    _fails(capsys, ["dream", str(tmp_path / "empty.png"), "-o", out], 1, "empty")
+    _fails(capsys, ["dream", str(tmp_path / "notes.txt"), "-o", out], 1, "not an image")
+    _fails(capsys, ["dream", str(tmp_path / "cut.png"), "-o", out], 1, "truncated")
+    _fails(capsys, ["dream", str(photo), "-o", out, "--max-pixels", "1000"], 1, "--max-pixels")
+    assert not Path(out).exists()
+
+
+def test_bad_outputs(photo, tmp_path, capsys):
+    before = photo.read_bytes()
+    _fails(capsys, ["dream", str(photo), "-o", str(photo)], 1, "overwrite")
+    assert photo.read_bytes() == before
+    _fails(capsys, ["dream", str(photo), "-o", str(tmp_path / "nope" / "o.png")], 1, "does not exist")
+    _fails(capsys, ["dream", str(photo), "-o", str(tmp_path / "o.gif")], 1, ".png")
+    if os.geteuid() != 0:  # root writes anywhere
+        ro = tmp_path / "ro"
+        ro.mkdir(mode=0o500)
+        _fails(capsys, ["dream", str(photo), "-o", str(ro / "o.png")], 1, "writable")
+
+
+def test_overwrite_flag_allows_replacing_the_input(photo, capsys):
+    assert main(["dream", str(photo), "-o", str(photo), "--overwrite", *FAST]) == 0
+    with Image.open(photo) as im:
+        assert "inceptionism" in im.text
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--steps", "-1"], "--steps"),
+        (["--octaves", "0"], "--octaves"),
+        (["--step-size", "0"], "--step-size"),
+        (["--step-size", "-1"], "--step-size"),
+        (["--octave-scale", "1"], "--octave-scale"),
+        (["--model", "efficientnet-lite9"], "did you mean"),
+        (["--layers", "blok10"], "did you mean 'block10'"),
+        (["--steps", "many"], "invalid int"),
+        (["--device", "quantum"], "--device"),
+        (["--preset", "nope"], "invalid choice"),
+    ],
+)
+def test_bad_settings(photo, tmp_path, capsys, args, words):
+    with pytest.raises(SystemExit) if "invalid" in words else _nothing():
+        code = main(["dream", str(photo), "-o", str(tmp_path / "o.png"), *args])
+        assert code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and words in err and "Traceback" not in err
+    assert not (tmp_path / "o.png").exists()
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_bad_settings_file(photo, tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    _fails(capsys, ["dream", str(photo), "-o", str(tmp_path / "o.png"), "--settings", str(bad)], 1, "json")
+    typo = tmp_path / "typo.json"
+    typo.write_text(json.dumps({"octavs": 2}))
+    _fails(capsys, ["dream", str(photo), "-o", str(tmp_path / "o.png"), "--settings", str(typo)], 2, "octaves")
+
+
+def test_ctrl_c_stops_cleanly_and_writes_nothing(photo, tmp_path):
+    out = tmp_path / "o.png"
+    big = tmp_path / "big.png"
+    Image.open(photo).resize((320, 240)).save(big)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "inceptionism", "dream", str(big), "-o", str(out), "--steps", "200"],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    deadline = time.time() + 120
+    while time.time() < deadline and "step" not in proc.stderr.read(64):
+        pass
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "interrupted" in err and "Traceback" not in err
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.png", "photo.png"]  # no partial file
+
+
+def test_layers_and_models_commands():
+    r = run_cli("layers", "efficientnet-lite0")
+    assert r.returncode == 0, r.stderr
+    rows = {line.split()[0]: line.split() for line in r.stdout.splitlines()[2:]}
+    assert rows["block10"][1:3] == ["112", "16"] and rows["head"][1] == "1280"
+    r = run_cli("models")
+    assert r.returncode == 0 and "efficientnet-lite0" in r.stdout and "yes" in r.stdout
+    assert "googlenet" in r.stdout and "inception_v3" in r.stdout
+    r = run_cli("layers", "nosuchnet")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "unknown model" in r.stderr
+
+
+def test_help_documents_every_option():
+    r = run_cli("dream", "--help")
+    assert r.returncode == 0
+    for opt in ["-o", "--output", "--model", "--layers", "--octaves", "--octave-scale", "--steps", "--step-size",
+                "--seed", "--tile-size", "--device", "--settings", "--settings-out", "--overwrite", "--max-pixels",
+                "--max-memory", "--precision", "--preset", "--weights"]:  # fmt: skip
+        assert opt in r.stdout
