@@ -77,7 +77,7 @@ def test_progress_reports_every_step_and_octave_previews(lite0, photo):
 
 
 def test_several_weighted_layers(lite0, photo):
-    out, d = _dream(lite0, photo, layers=("block8:0.5", "block10"))
+    _, d = _dream(lite0, photo, layers=("block8:0.5", "block10"))
     assert d.objective.layers == ("block8", "block10")
     assert "0.5 * l2(block8)" in d.objective.description
 

@@ -71,9 +71,7 @@ def assert_one_line(exc: pytest.ExceptionInfo[ImageError]) -> str:
 
 
 def png_chunk(kind: bytes, data: bytes) -> bytes:
-    return (
-        struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-    )
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -569,9 +567,7 @@ def _fake_save_then(folder: Path, exc: BaseException) -> Any:
 
 
 @pytest.mark.parametrize("existing", [False, True])
-def test_interrupted_save_leaves_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, existing: bool
-) -> None:
+def test_interrupted_save_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, existing: bool) -> None:
     out = tmp_path / "out.png"
     if existing:
         Image.new("RGB", (4, 4), (1, 2, 3)).save(out)
@@ -586,12 +582,8 @@ def test_interrupted_save_leaves_nothing(
         assert not out.exists()
 
 
-def test_failed_save_is_image_error_and_leaves_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(
-        Image.Image, "save", _fake_save_then(tmp_path, OSError(28, "No space left on device"))
-    )
+def test_failed_save_is_image_error_and_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Image.Image, "save", _fake_save_then(tmp_path, OSError(28, "No space left on device")))
     with pytest.raises(ImageError) as exc:
         save_image(Image.new("RGB", (4, 4)), tmp_path / "out.jpg")
     message = assert_one_line(exc)
@@ -621,9 +613,7 @@ def test_check_output_path(tmp_path: Path) -> None:
         with pytest.raises(ImageError) as exc:
             check_output_path(src, same, overwrite=False)
         message = assert_one_line(exc)
-        assert (
-            "refusing to overwrite the input" in message and "--overwrite" in message and "in.png" in message
-        )
+        assert "refusing to overwrite the input" in message and "--overwrite" in message and "in.png" in message
     link = tmp_path / "link.png"
     link.symlink_to(src)
     with pytest.raises(ImageError, match="refusing"):
@@ -680,9 +670,7 @@ def test_settings_roundtrip_json(tmp_path: Path) -> None:
 
 def test_image_without_settings(tmp_path: Path) -> None:
     for name in ("plain.png", "plain.jpg"):
-        Image.new("RGB", (4, 4)).save(
-            tmp_path / name, **({"comment": "made by a camera"} if "jpg" in name else {})
-        )
+        Image.new("RGB", (4, 4)).save(tmp_path / name, **({"comment": "made by a camera"} if "jpg" in name else {}))
         with pytest.raises(ImageError) as exc:
             read_settings(tmp_path / name)
         message = assert_one_line(exc)

@@ -15,7 +15,7 @@ def test_tiles_cover_everything_with_equal_aligned_sizes(length, tile, overlap, 
     assert size < tile + align
     covered = torch.zeros(length, dtype=torch.bool)
     for s in starts:
-        assert 0 <= s and s + size <= length and s % align == 0
+        assert s >= 0 and s + size <= length and s % align == 0
         covered[s : s + size] = True
     assert covered.all()
     assert len(set(starts)) == len(starts)

@@ -7,12 +7,12 @@
 
 __version__ = "0.1.0"
 
-from inceptionism import objectives  # noqa: E402
-from inceptionism.api import dream, get_model  # noqa: E402
-from inceptionism.config import PRESETS, DreamConfig, preset  # noqa: E402
-from inceptionism.engine import Dreamer, Progress  # noqa: E402
-from inceptionism.errors import ConfigError, ImageError, InceptionismError, WeightsError  # noqa: E402
-from inceptionism.models import list_models, load_model, register_model  # noqa: E402
+from inceptionism import objectives
+from inceptionism.api import dream, get_model
+from inceptionism.config import PRESETS, DreamConfig, preset
+from inceptionism.engine import Dreamer, Progress
+from inceptionism.errors import ConfigError, ImageError, InceptionismError, WeightsError
+from inceptionism.models import list_models, load_model, register_model
 
 __all__ = [
     "PRESETS",

@@ -160,15 +160,15 @@ def cmd_layers(args: argparse.Namespace) -> int:
 
     model = load_model(args.model, args.weights)
     infos = model.layer_info()
-    aliases = {}
+    aliases: dict[str, list[str]] = {}
     for alias, target in model.spec.aliases.items():
         aliases.setdefault(target, []).append(alias)
     print(f"{model.name} — weights: {model.source}; default layers: {', '.join(model.spec.default_layers)}")
     print(f"{'layer':<16} {'channels':>8} {'stride':>6}  module{'  (aliases)' if aliases else ''}")
     for info in infos:
         stride = "-" if info.stride is None else f"{info.stride:g}"
-        alias = aliases.get(info.name) or aliases.get(info.path)
-        extra = f"  ({', '.join(alias)})" if alias else ""
+        also = aliases.get(info.name) or aliases.get(info.path) or []
+        extra = f"  ({', '.join(also)})" if also else ""
         print(f"{info.name:<16} {info.channels:>8} {stride:>6}  {info.path}{extra}")
     if args.all:
         print("\nall module paths (usable as layer names):")

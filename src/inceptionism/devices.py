@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+
 import torch
 
 from inceptionism.errors import ConfigError

@@ -122,8 +122,17 @@ class Dreamer:
                     last = s == cfg.steps - 1
                     callback(
                         Progress(
-                            o + 1, len(sizes), s + 1, cfg.steps, o * cfg.steps + s + 1, total, score, size, tile,
-                            time.perf_counter() - start, dream.detach().cpu() if last else None,
+                            o + 1,
+                            len(sizes),
+                            s + 1,
+                            cfg.steps,
+                            o * cfg.steps + s + 1,
+                            total,
+                            score,
+                            size,
+                            tile,
+                            time.perf_counter() - start,
+                            dream.detach().cpu() if last else None,
                         )
                     )
             detail = dream - octave_base

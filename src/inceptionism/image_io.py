@@ -183,9 +183,7 @@ def _open_file(path: Path, max_pixels: int | None) -> Image.Image:
                 f"{shown} is not an image Pillow can read; pass a PNG, JPEG, WebP, TIFF, BMP or GIF file"
             ) from None
         except PermissionError:
-            raise ImageError(
-                f"cannot read input image {shown}: permission denied; check its permissions"
-            ) from None
+            raise ImageError(f"cannot read input image {shown}: permission denied; check its permissions") from None
         except Image.DecompressionBombError as exc:  # only if Pillow's own check ran anyway
             raise ImageError(
                 f"input image {shown} is too large ({_reason(exc)}); pass --max-pixels to allow it"
@@ -249,9 +247,7 @@ def _split_pil(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None, int]:
 
 
 def _from_pil(im: Image.Image, path: Path | None, max_pixels: int | None) -> LoadedImage:
-    _check_pixels(
-        im.width, im.height, max_pixels, "input image" if path is None else f"input image {_show(path)}"
-    )
+    _check_pixels(im.width, im.height, max_pixels, "input image" if path is None else f"input image {_show(path)}")
     im = _upright(im)
     rgb, alpha, bits = _split_pil(im)
     icc = im.info.get("icc_profile")
@@ -297,9 +293,7 @@ def _from_array(array: np.ndarray, max_pixels: int | None) -> LoadedImage:
     elif np.issubdtype(array.dtype, np.floating):
         values, bits = _check_float_range(array.astype(np.float32), "image array"), 32
     else:
-        raise ImageError(
-            f"image array has dtype {array.dtype}; pass uint8 (0-255), uint16 (0-65535) or float (0-1)"
-        )
+        raise ImageError(f"image array has dtype {array.dtype}; pass uint8 (0-255), uint16 (0-65535) or float (0-1)")
     colour = values[:, :, :3] if channels >= 3 else np.repeat(values[:, :, :1], 3, axis=2)
     alpha = values[:, :, channels - 1] if channels in (2, 4) else None
     if channels <= 2:
@@ -329,9 +323,7 @@ def _from_tensor(tensor: torch.Tensor, max_pixels: int | None) -> LoadedImage:
     _check_pixels(width, height, max_pixels, "image tensor")
     values = _check_float_range(tensor.detach().to("cpu", torch.float32).numpy(), "image tensor")
     return LoadedImage(
-        rgb=torch.from_numpy(
-            np.array(values, dtype=np.float32)
-        ),  # a copy: the caller's tensor is never touched
+        rgb=torch.from_numpy(np.array(values, dtype=np.float32)),  # a copy: the caller's tensor is never touched
         alpha=None,
         mode="RGB",
         size=(width, height),
@@ -375,8 +367,7 @@ def load_image(
     if isinstance(source, torch.Tensor):
         return _from_tensor(source, max_pixels)
     raise ImageError(
-        f"cannot read an image from a {type(source).__name__}; "
-        "pass a path, PIL image, numpy array or torch tensor"
+        f"cannot read an image from a {type(source).__name__}; pass a path, PIL image, numpy array or torch tensor"
     )
 
 
@@ -482,9 +473,7 @@ def _check_folder(path: Path) -> None:
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ImageError(f"output folder {shown} is not writable; choose another -o or fix its permissions")
     if path.is_dir():
-        raise ImageError(
-            f"output {_show(path)} is a folder; give a file name, e.g. {_show(path / 'dream.png')}"
-        )
+        raise ImageError(f"output {_show(path)} is a folder; give a file name, e.g. {_show(path / 'dream.png')}")
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -512,9 +501,7 @@ def check_output_path(input_path: Path | None, output_path: Path, overwrite: boo
     _format_for(output_path)
     _check_folder(output_path)
     if input_path is not None and not overwrite and _same_file(Path(input_path), output_path):
-        raise ImageError(
-            f"refusing to overwrite the input {_show(input_path)}; pass --overwrite or choose another -o"
-        )
+        raise ImageError(f"refusing to overwrite the input {_show(input_path)}; pass --overwrite or choose another -o")
 
 
 def _to_u8(values: np.ndarray) -> np.ndarray:
@@ -672,9 +659,7 @@ def save_image(
         raise ValueError(f"jpeg_quality must be in 1..100, got {jpeg_quality}")
     settings_json = None if settings is None else json.dumps(settings, ensure_ascii=True, allow_nan=False)
     if fmt == "JPEG" and settings_json is not None and len(settings_json) > 65_000:
-        raise ImageError(
-            f"settings too large to embed in the JPEG comment of {_show(path)}; save as .png instead"
-        )
+        raise ImageError(f"settings too large to embed in the JPEG comment of {_show(path)}; save as .png instead")
     out = _for_format(image, fmt)
     icc = image.info.get("icc_profile")
     icc = icc if isinstance(icc, bytes) and _icc_fits(icc, out.mode) else None
@@ -694,13 +679,9 @@ def _parse_settings(text: str | bytes, where: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ImageError(
-            f"the settings in {where} are not valid JSON ({_reason(exc)}); fix or remove them"
-        ) from exc
+        raise ImageError(f"the settings in {where} are not valid JSON ({_reason(exc)}); fix or remove them") from exc
     if not isinstance(value, dict):
-        raise ImageError(
-            f"the settings in {where} are a JSON {type(value).__name__}, not an object; fix them"
-        )
+        raise ImageError(f"the settings in {where} are a JSON {type(value).__name__}, not an object; fix them")
     return value
 
 
@@ -710,9 +691,7 @@ def _unwrap(text: str | bytes, where: str) -> dict[str, Any] | None:
         value = json.loads(text)
     except (ValueError, UnicodeDecodeError):
         if SETTINGS_KEY.encode() in (text if isinstance(text, bytes) else text.encode("utf-8", "replace")):
-            raise ImageError(
-                f"the inceptionism settings in {where} are not valid JSON; fix or remove them"
-            ) from None
+            raise ImageError(f"the inceptionism settings in {where} are not valid JSON; fix or remove them") from None
         return None
     if not isinstance(value, dict) or SETTINGS_KEY not in value:
         return None
@@ -741,9 +720,7 @@ def read_settings(path: str | Path) -> dict[str, Any]:
     if not path.exists():
         raise ImageError(f"settings file {shown} does not exist; check the path")
     if path.is_dir():
-        raise ImageError(
-            f"settings file {shown} is a folder; pass a .json file or an image saved by inceptionism"
-        )
+        raise ImageError(f"settings file {shown} is a folder; pass a .json file or an image saved by inceptionism")
     if path.suffix.lower() == ".json":
         try:
             json_text = path.read_text(encoding="utf-8")
@@ -770,13 +747,9 @@ def read_settings(path: str | Path) -> dict[str, Any]:
                     description = getattr(im, "tag_v2", {}).get(270)
                     found = None if description is None else _unwrap(str(description), shown)
         except UnidentifiedImageError:
-            raise ImageError(
-                f"{shown} is neither a .json settings file nor an image; pass one of those"
-            ) from None
+            raise ImageError(f"{shown} is neither a .json settings file nor an image; pass one of those") from None
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
             raise ImageError(f"cannot read settings from {shown}: {_reason(exc)}") from exc
     if found is None:
-        raise ImageError(
-            f"{shown} holds no inceptionism settings; pass a .json file or an image saved by inceptionism"
-        )
+        raise ImageError(f"{shown} holds no inceptionism settings; pass a .json file or an image saved by inceptionism")
     return found

@@ -18,9 +18,7 @@ def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrink)
 
 
-def octave_sizes(
-    height: int, width: int, octaves: int, scale: float, min_size: int = 32
-) -> list[tuple[int, int]]:
+def octave_sizes(height: int, width: int, octaves: int, scale: float, min_size: int = 32) -> list[tuple[int, int]]:
     """Sizes ``(h, w)`` of the octave pyramid, smallest first, the last one ``(height, width)``.
 
     Octave ``i`` (counting down from the full size) is the image shrunk by ``scale ** i``. Octaves whose short

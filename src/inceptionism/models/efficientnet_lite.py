@@ -77,9 +77,7 @@ class EfficientNetLite(nn.Module):
         self.stem_act = nn.ReLU6()
         blocks: list[nn.Module] = []
         c_in = 32
-        for (kernel, stride, expansion), repeats, c_out in zip(
-            _STAGES, variant.repeats, variant.channels, strict=True
-        ):
+        for (kernel, stride, expansion), repeats, c_out in zip(_STAGES, variant.repeats, variant.channels, strict=True):
             for i in range(repeats):
                 blocks.append(MBConvBlock(c_in, c_out, kernel, stride if i == 0 else 1, expansion))
                 c_in = c_out

@@ -83,8 +83,6 @@ class ModelSpec:
     # Extra weight sources by file suffix, e.g. ``{".h5": load_keras_h5}``; each returns (state dict, weights).
     file_loaders: Mapping[str, Callable[[Path], tuple[StateDict, WeightsSpec]]] = field(default_factory=dict)
     # Applied to the traced feature extractor when given weights need it (e.g. Keras' average-pool padding rule).
-    graph_fixups: Mapping[str, Callable[[torch.fx.GraphModule], torch.fx.GraphModule]] = field(
-        default_factory=dict
-    )
+    graph_fixups: Mapping[str, Callable[[torch.fx.GraphModule], torch.fx.GraphModule]] = field(default_factory=dict)
     # Called on the built model after its weights are loaded (e.g. drop auxiliary heads).
     after_load: Callable[[nn.Module], None] | None = None

@@ -15,13 +15,16 @@ from torchvision.models import get_model_builder, get_model_weights
 
 from inceptionism.errors import ConfigError
 from inceptionism.models.registry import register_model
-from inceptionism.models.spec import Preprocessing, ModelSpec, StateDict, WeightsSpec
+from inceptionism.models.spec import ModelSpec, Preprocessing, StateDict, WeightsSpec
 
 TO_UNIT_RANGE = Preprocessing(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
 
 
-def _weights_spec(enum_value: torchvision.models.WeightsEnum, preprocessing: Preprocessing | None = None,
-                  optional_keys: tuple[str, ...] = ()) -> WeightsSpec:
+def _weights_spec(
+    enum_value: torchvision.models.WeightsEnum,
+    preprocessing: Preprocessing | None = None,
+    optional_keys: tuple[str, ...] = (),
+) -> WeightsSpec:
     """Our weights spec for one of torchvision's weight enums: URL, official file name, preprocessing."""
     url = enum_value.url
     if preprocessing is None:
@@ -41,7 +44,7 @@ def _weights_spec(enum_value: torchvision.models.WeightsEnum, preprocessing: Pre
 def _drop_aux(module: nn.Module) -> None:
     """Auxiliary classifiers are only for training; the dream never runs them."""
     if hasattr(module, "aux_logits"):
-        module.aux_logits = False
+        module.aux_logits = False  # type: ignore[assignment]
     for name in ("AuxLogits", "aux1", "aux2"):
         if hasattr(module, name):
             setattr(module, name, None)
@@ -215,7 +218,9 @@ def torchvision_spec(name: str) -> ModelSpec:
 
         close = difflib.get_close_matches(name, classification, n=3, cutoff=0.5)
         hint = f"did you mean {' or '.join('tv:' + c for c in close)}? " if close else ""
-        raise ConfigError(f"unknown torchvision classification model {name!r}; {hint}see torchvision.models.list_models()")
+        raise ConfigError(
+            f"unknown torchvision classification model {name!r}; {hint}see torchvision.models.list_models()"
+        )
     builder = get_model_builder(name)
     weights = get_model_weights(name).DEFAULT  # type: ignore[attr-defined]
     probe = builder(weights=None)

