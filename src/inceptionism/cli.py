@@ -85,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--max-memory", metavar="SIZE", help="memory cap for tiling, e.g. 2GB [half of what is free]")
     d.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps [auto]")
     d.add_argument("--precision", choices=PRECISIONS, help=f"numeric precision; auto picks per device [{dc.precision}]")
+    d.add_argument("--compile", action="store_true", help="torch.compile the network (GPUs; slow to start)")
     d.add_argument("--max-pixels", type=int, help=f"refuse larger inputs (decompression bombs) [{dc.max_pixels}]")
     d.add_argument("--overwrite", action="store_true", help="allow the output to replace the input file")
     d.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

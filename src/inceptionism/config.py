@@ -42,6 +42,7 @@ class DreamConfig:
     tile_overlap: int = 64
     device: str = "auto"
     precision: str = "fp32"
+    compile: bool = False  # torch.compile the network; pays off on GPUs, not on the CPUs measured (README)
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_memory: str | None = None  # e.g. "2GB"; None: what the device has free
     extra: dict[str, Any] = field(default_factory=dict)  # settings of later features, kept on round trips

@@ -74,12 +74,13 @@ class Dreamer:
         self.device = device
         self.precision = pick_precision(config.precision, device)
         self.extractor: FeatureExtractor = model.extractor(objective.layers)
+        self._compiled = torch.compile(self.extractor, dynamic=True) if config.compile else None
         self._bytes_per_pixel: float | None = None
 
     def score(self, x: torch.Tensor) -> torch.Tensor:
         """Objective per batch item (B,) for images (B, 3, h, w) in [0, 1]."""
         with autocast(self.precision, self.device):
-            return self.objective(self.extractor(x)).float()
+            return self.objective((self._compiled or self.extractor)(x)).float()
 
     def tile_size(self, height: int, width: int) -> int:
         """The configured tile size, or the largest that fits the memory budget (measured once per run)."""

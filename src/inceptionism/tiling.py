@@ -94,8 +94,9 @@ def tiled_gradient(
     if len(tiles) == 1:
         x = image.detach().requires_grad_(True)
         s = score(x)
-        (grad,) = torch.autograd.grad(s.sum(), x)
-        return grad, float(s.detach().sum())
+        s.sum().backward()
+        assert x.grad is not None
+        return x.grad, float(s.detach().sum())
     grad = torch.zeros_like(image)
     weight = torch.zeros(1, 1, height, width, device=image.device)
     total = 0.0
@@ -104,7 +105,9 @@ def tiled_gradient(
         group = tiles[i : i + batch]
         x = torch.cat([image[:, :, t.y : t.y + t.h, t.x : t.x + t.w] for t in group]).detach().requires_grad_(True)
         s = score(x)
-        (g,) = torch.autograd.grad(s.sum() * share, x)
+        (s.sum() * share).backward()
+        g = x.grad
+        assert g is not None
         total += float(s.detach().sum())
         for t, gt in zip(group, g, strict=True):
             win = blend_window(t, height, width, overlap, image.device)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 import torchvision
 from torch import nn
 from torchvision.models import get_model_builder, get_model_weights
@@ -157,11 +158,13 @@ def _vgg_layers(features: nn.Sequential) -> dict[str, str]:
 def _vgg_spec(name: str, look: str) -> ModelSpec:
     weights = get_model_weights(name).IMAGENET1K_V1  # type: ignore[attr-defined]
     builder = get_model_builder(name)
+    with torch.device("meta"):  # only the layer structure is needed: no 550 MB of random weights
+        features = builder(weights=None).features
     return ModelSpec(
         name=name,
         builder=lambda: builder(weights=None),
         weights=_weights_spec(weights),
-        layers=_vgg_layers(builder(weights=None).features),
+        layers=_vgg_layers(features),
         default_layers=("relu4_3",) if name == "vgg16" else ("relu4_4",),
         native_size=224,
         look=look,

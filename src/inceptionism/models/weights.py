@@ -51,14 +51,25 @@ def load_state_file(path: Path) -> StateDict:
             raise WeightsError(f"{path} is not a readable safetensors file ({_short(e)})") from e
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise WeightsError(
-            f"{path} holds pickled Python objects, not only tensors; refusing to load it "
-            "(save a plain state dict: torch.save(model.state_dict(), path))"
-        ) from e
     except Exception as e:
+        if not _looks_like_torch_file(path):  # text, JSON, images…: torch.load reports these as pickle errors
+            raise WeightsError(
+                f"{path} is not a PyTorch weights file (expected a file written by torch.save, or .safetensors)"
+            ) from e
+        if isinstance(e, pickle.UnpicklingError):
+            raise WeightsError(
+                f"{path} holds pickled Python objects, not only tensors; refusing to load it "
+                "(save a plain state dict: torch.save(model.state_dict(), path))"
+            ) from e
         raise WeightsError(f"{path} is not a readable PyTorch weights file ({_short(e)})") from e
     return _unwrap(obj, path)
+
+
+def _looks_like_torch_file(path: Path) -> bool:
+    """True for torch.save's zip container or a legacy pickle (protocol 2+); judged by the first bytes."""
+    with path.open("rb") as f:
+        head = f.read(4)
+    return head.startswith((b"PK\x03\x04", b"\x80"))
 
 
 def _unwrap(obj: object, path: Path) -> StateDict:
@@ -134,6 +145,10 @@ def load_into(model: nn.Module, resolved: ResolvedWeights) -> None:
     """Load strictly: every key of the model must be in the file with the same shape (optional heads aside)."""
     expected = model.state_dict()
     state = resolved.state_dict
+    # Files saved before PyTorch 0.4.1 lack BatchNorm's batch counters; torch's own strict load accepts that.
+    for k, v in expected.items():
+        if k.endswith("num_batches_tracked") and k not in state:
+            state[k] = v.clone()
     optional = resolved.weights.optional_keys
     missing = [k for k in expected if k not in state and not k.startswith(optional)]
     unexpected = [k for k in state if k not in expected]

@@ -1,0 +1,252 @@
+"""Speed and memory figures for inceptionism. Plain script: prints figures, asserts nothing.
+
+    python benchmarks/bench.py                 # everything (about 10 minutes on 2 cores)
+    python benchmarks/bench.py --only peak w0  # parts: peak, w0, w1, w2
+    python benchmarks/bench.py --compile       # also time torch.compile on W0 (slow first compile)
+
+peak  fp32 and bf16 matmul GFLOP/s (4096², best of 5): the machine's measured ceiling.
+W0    the seed's work: inception_v3 to Mixed_6c, loss on Mixed_6a + Mixed_6c, a 225×375 image, one ascent step
+      (forward + input gradient). A naive eager loop (written here) against our engine in fp32 and bf16.
+      GFLOP/s from torch's flop counter; "useful" counts only the engine's work (forward to the deepest layer
+      and the input gradient), so a loop that does more work than needed does not look faster.
+W1    the default model and settings on a ~1 MP photo: whole run, wall time, peak RSS; fp32 vs bf16 PSNR.
+W2    seconds per step per megapixel at 1, 4, 16, 33 MP (one full-size step, auto tiles) and peak RSS; 33 MP is
+      the 8K frame (7680×4320). Each size runs in its own process so peak RSS is its own.
+Random-init weights are used where the cost is all that matters (W0); W1/W2 use the packaged default weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+warnings.filterwarnings("ignore", category=UserWarning)
+OUT = Path(__file__).parent / "out"
+
+
+def median_time(fn, reps: int = 7, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return sorted(times)[len(times) // 2]
+
+
+def flops_of(fn) -> float:
+    with FlopCounterMode(display=False) as fc:
+        fn()
+    return float(fc.get_total_flops())
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def matmul_peak(dtype: torch.dtype, n: int = 4096) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    best = min(median_time(lambda: a @ b, reps=1, warmup=1 if i == 0 else 0) for i in range(5))
+    return 2 * n**3 / best / 1e9
+
+
+def part_peak() -> dict[str, float]:
+    fp32, bf16 = matmul_peak(torch.float32), matmul_peak(torch.bfloat16)
+    print(f"peak  matmul 4096²: fp32 {fp32:.0f} GFLOP/s, bf16 {bf16:.0f} GFLOP/s")
+    return {"fp32": fp32, "bf16": bf16}
+
+
+def _inception_with_random_weights():
+    import torchvision
+
+    from inceptionism.models import get_model_spec, load_model
+    from inceptionism.models.weights import hub_cache_path
+
+    torch.manual_seed(0)
+    net = torchvision.models.inception_v3(weights=None, aux_logits=True, init_weights=False).eval()
+    os.environ["TORCH_HOME"] = tempfile.mkdtemp()
+    path = hub_cache_path(get_model_spec("inception_v3").weights.filename)
+    path.parent.mkdir(parents=True)
+    torch.save(net.state_dict(), path)
+    return net, load_model("inception_v3")
+
+
+def part_w0(peak: dict[str, float], compile_too: bool) -> None:
+    from inceptionism.config import DreamConfig
+    from inceptionism.engine import Dreamer, build_objective
+
+    net, model = _inception_with_random_weights()
+    image = torch.rand(1, 3, 225, 375)
+    acts: dict[str, torch.Tensor] = {}
+    net.Mixed_6a.register_forward_hook(lambda m, i, o: acts.__setitem__("mixed3", o))
+    net.Mixed_6c.register_forward_hook(lambda m, i, o: acts.__setitem__("mixed5", o))
+
+    def naive() -> None:  # what a first PyTorch port of the seed does: whole net, weights with grads, hooks
+        x = image.clone().requires_grad_(True)
+        net(x * 2 - 1)
+        (acts["mixed3"].mean() + acts["mixed5"].mean()).backward()
+        g = x.grad
+        assert g is not None
+        _ = image + 0.01 * g / g.std()
+        net.zero_grad(set_to_none=True)
+
+    rows = [("naive eager loop", naive)]
+
+    def engine(precision: str, fast: bool):
+        cfg = DreamConfig(
+            model="inception_v3", layers=("mixed3", "mixed5"), loss="mean", grad_norm="std", jitter=0,
+            tile_size=512, precision=precision,
+        ).validate()  # fmt: skip
+        d = Dreamer(model, build_objective(cfg, model), cfg, torch.device("cpu"))
+        d.extractor = model.extractor(d.objective.layers, fast=fast)
+        g = torch.Generator().manual_seed(0)
+        return lambda: d.step(image, g, 512)
+
+    rows += [
+        ("engine fp32, plain graph", engine("fp32", fast=False)),
+        ("engine fp32", engine("fp32", fast=True)),
+        ("engine bf16 (autocast)", engine("bf16", fast=True)),
+    ]
+    if compile_too:
+        rows.append(("engine fp32 + torch.compile", _compiled(engine("fp32", fast=True))))
+    useful = flops_of(rows[2][1])
+    print(f"W0    inception_v3 → Mixed_6c, 225×375, one step; useful work {useful / 1e9:.2f} GFLOP")
+    print(
+        f"      {'variant':<28} {'s/step':>8} {'GFLOP':>7} {'GFLOP/s':>8} {'useful':>7} {'% fp32 peak':>11} {'speed-up':>8}"
+    )
+    base = None
+    for name, fn in rows:
+        own = flops_of(fn)
+        s = median_time(fn)
+        base = base or s
+        gfs = own / s / 1e9
+        print(
+            f"      {name:<28} {s:8.4f} {own / 1e9:7.2f} {gfs:8.0f} {useful / s / 1e9:7.0f} "
+            f"{100 * useful / s / 1e9 / peak['fp32']:10.0f}% {base / s:7.2f}×"
+        )
+
+
+def _compiled(step):
+    fn = torch.compile(step)
+    t = time.perf_counter()
+    fn()
+    print(f"      (torch.compile: first call {time.perf_counter() - t:.0f} s)")
+    return fn
+
+
+def photo_1mp() -> np.ndarray:
+    from PIL import Image
+
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    with Image.open(examples / "coffee.jpg") as im:
+        return np.asarray(im.convert("RGB").resize((1224, 816), Image.LANCZOS))
+
+
+def child_w1(precision: str) -> None:
+    import inceptionism
+
+    image = photo_1mp()
+    t = time.perf_counter()
+    out = inceptionism.dream(image, precision=precision)
+    wall = time.perf_counter() - t
+    OUT.mkdir(exist_ok=True)
+    out.save(OUT / f"w1-{precision}.png")
+    print(json.dumps({"wall": wall, "rss": peak_rss_mb()}))
+
+
+def child_w2(megapixels: float, steps: int) -> None:
+    from inceptionism.config import DreamConfig
+    from inceptionism.engine import Dreamer, build_objective
+    from inceptionism.models import load_model
+
+    h = int(round((megapixels * 1e6 * 9 / 16) ** 0.5))
+    w = int(round(h * 16 / 9))
+    if megapixels >= 33:
+        h, w = 4320, 7680
+    image = torch.rand(1, 3, h, w)
+    cfg = DreamConfig().validate()
+    model = load_model(cfg.model)
+    d = Dreamer(model, build_objective(cfg, model), cfg, torch.device("cpu"))
+    tile = d.tile_size(h, w)
+    g = torch.Generator().manual_seed(0)
+    d.step(image, g, tile)  # warm-up
+    t = time.perf_counter()
+    for _ in range(steps):
+        image, _ = d.step(image, g, tile)
+    s = (time.perf_counter() - t) / steps
+    print(json.dumps({"h": h, "w": w, "tile": tile, "s_per_step": s, "rss": peak_rss_mb()}))
+
+
+def run_child(*args: str) -> dict[str, float]:
+    r = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True, check=True)
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def part_w1() -> None:
+    from PIL import Image
+
+    fp32 = run_child("w1", "fp32")
+    bf16 = run_child("w1", "bf16")
+    a = np.asarray(Image.open(OUT / "w1-fp32.png"), dtype=np.float64)
+    b = np.asarray(Image.open(OUT / "w1-bf16.png"), dtype=np.float64)
+    psnr = 10 * np.log10(255**2 / np.mean((a - b) ** 2))
+    print("W1    default model and settings, 1224×816 photo (1.0 MP), whole run")
+    print(f"      fp32: {fp32['wall']:.1f} s, peak RSS {fp32['rss']:.0f} MB")
+    print(f"      bf16: {bf16['wall']:.1f} s, peak RSS {bf16['rss']:.0f} MB; PSNR bf16 vs fp32 {psnr:.1f} dB")
+    print(f"      pictures: {OUT / 'w1-fp32.png'}, {OUT / 'w1-bf16.png'}")
+
+
+def part_w2(sizes: list[float]) -> None:
+    print("W2    default model, one full-size step (auto tiles), random image")
+    print(f"      {'size':>11} {'MP':>6} {'tile':>5} {'s/step':>8} {'s/step/MP':>10} {'peak RSS MB':>12}")
+    per_mp = []
+    for mp in sizes:
+        r = run_child("w2", str(mp), "1" if mp > 8 else "3")
+        pix = r["h"] * r["w"] / 1e6
+        per_mp.append(r["s_per_step"] / pix)
+        print(
+            f"      {r['w']:>5}×{r['h']:<5} {pix:6.1f} {r['tile']:5d} {r['s_per_step']:8.2f} "
+            f"{per_mp[-1]:10.3f} {r['rss']:12.0f}"
+        )
+    spread = (max(per_mp) - min(per_mp)) / (sum(per_mp) / len(per_mp)) / 2
+    print(f"      time per megapixel: ±{100 * spread:.0f}% around the mean across sizes")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", nargs="+", choices=["peak", "w0", "w1", "w2"], default=["peak", "w0", "w1", "w2"])
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile on W0")
+    parser.add_argument("--sizes", nargs="+", type=float, default=[1, 4, 16, 33], help="W2 sizes in MP")
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        kind, *rest = args.child
+        child_w1(*rest) if kind == "w1" else child_w2(float(rest[0]), int(rest[1]))
+        return
+    cpu = platform.processor() or platform.machine()
+    print(f"machine: {os.cpu_count()} CPUs ({cpu}), torch {torch.__version__}, {torch.get_num_threads()} threads")
+    peak = part_peak() if "peak" in args.only or "w0" in args.only else {}
+    if "w0" in args.only:
+        part_w0(peak, args.compile)
+    if "w1" in args.only:
+        part_w1()
+    if "w2" in args.only:
+        part_w2(args.sizes)
+
+
+if __name__ == "__main__":
+    main()
