@@ -126,7 +126,8 @@ def part_w0(peak: dict[str, float], compile_too: bool) -> None:
     useful = flops_of(rows[2][1])
     print(f"W0    inception_v3 → Mixed_6c, 225×375, one step; useful work {useful / 1e9:.2f} GFLOP")
     print(
-        f"      {'variant':<28} {'s/step':>8} {'GFLOP':>7} {'GFLOP/s':>8} {'useful':>7} {'% fp32 peak':>11} {'speed-up':>8}"
+        f"      {'variant':<28} {'s/step':>8} {'GFLOP':>7} {'GFLOP/s':>8} {'useful':>7} "
+        f"{'% fp32 peak':>11} {'speed-up':>8}"
     )
     base = None
     for name, fn in rows:
@@ -173,8 +174,8 @@ def child_w2(megapixels: float, steps: int) -> None:
     from inceptionism.engine import Dreamer, build_objective
     from inceptionism.models import load_model
 
-    h = int(round((megapixels * 1e6 * 9 / 16) ** 0.5))
-    w = int(round(h * 16 / 9))
+    h = round((megapixels * 1e6 * 9 / 16) ** 0.5)
+    w = round(h * 16 / 9)
     if megapixels >= 33:
         h, w = 4320, 7680
     image = torch.rand(1, 3, h, w)
