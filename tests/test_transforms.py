@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from inceptionism.transforms import normalize_gradient, octave_sizes, random_shift, resize, roll
+from inceptionism.transforms import auto_octaves, normalize_gradient, octave_sizes, random_shift, resize, roll
 
 
 def test_octave_sizes_smallest_first_and_full_size_last():
@@ -54,3 +54,14 @@ def test_resize_shapes_and_identity():
     assert resize(x, (45, 60)).shape == (1, 3, 45, 60)
     assert resize(x, (30, 40)) is x
     assert resize(torch.full((1, 3, 30, 40), 0.25), (7, 9)).allclose(torch.full((1, 3, 7, 9), 0.25))
+
+
+def test_auto_octaves_grow_with_the_image():
+    assert auto_octaves(400, 600, 1.4) == 4
+    assert auto_octaves(816, 1224, 1.4) == 6
+    assert auto_octaves(100, 100, 1.4) == 1
+    counts = [auto_octaves(s, s, 1.4) for s in (300, 1000, 4320)]
+    assert counts == sorted(counts) and counts[-1] >= 10
+    for short in (300, 816, 4320):  # the smallest octave lands near 150 px
+        n = auto_octaves(short, short * 2, 1.4)
+        assert 150 / 1.4**0.5 <= short / 1.4 ** (n - 1) <= 150 * 1.4**0.5

@@ -38,6 +38,15 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
 
 
+def _octaves(text: str) -> int | None:
+    if text == "auto":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number or auto, got {text!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="inceptionism",
@@ -72,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="layers to amplify: NAME or NAME:WEIGHT, space- or comma-separated [the model's default]",
     )
     d.add_argument("--loss", choices=LOSSES, help=f"mean of activations (the seed) or of squares (classic) [{dc.loss}]")
-    d.add_argument("--octaves", type=int, help=f"number of scales [{dc.octaves}]")
+    d.add_argument("--octaves", type=_octaves, help="number of scales, or auto: down to ~150 px [auto]")
     d.add_argument("--octave-scale", type=_positive_float, help=f"size ratio between octaves [{dc.octave_scale}]")
     d.add_argument("--min-size", type=int, help=f"smallest octave's short side in pixels [{dc.min_size}]")
     d.add_argument("--steps", type=int, help=f"gradient steps per octave [{dc.steps}]")

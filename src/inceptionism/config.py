@@ -30,7 +30,7 @@ class DreamConfig:
     weights: str | None = None
     layers: tuple[str, ...] = ()  # "NAME" or "NAME:WEIGHT"; empty means the model's default layers
     loss: str = "l2"
-    octaves: int = 4
+    octaves: int | None = None  # None: enough that the smallest octave's short side is about 150 px
     octave_scale: float = 1.4
     min_size: int = 48
     steps: int = 12
@@ -49,7 +49,8 @@ class DreamConfig:
 
     def validate(self) -> DreamConfig:
         """Check every value; raise :class:`ConfigError` naming the first bad one and its valid range."""
-        _positive_int("octaves", self.octaves)
+        if self.octaves is not None:
+            _positive_int("octaves", self.octaves)
         _positive_int("steps", self.steps)
         _positive_int("min-size", self.min_size)
         _positive_int("jitter", self.jitter, allow_zero=True)

@@ -21,7 +21,7 @@ from inceptionism.memory import is_out_of_memory, measure_bytes_per_pixel, parse
 from inceptionism.models import DreamModel, FeatureExtractor
 from inceptionism.objectives import Objective, layer
 from inceptionism.tiling import tiled_gradient
-from inceptionism.transforms import normalize_gradient, octave_sizes, random_shift, resize, roll
+from inceptionism.transforms import auto_octaves, normalize_gradient, octave_sizes, random_shift, resize, roll
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,9 @@ class Dreamer:
             raise ValueError(f"expected an image of shape (1, 3, H, W), got {tuple(image.shape)}")
         generator = torch.Generator().manual_seed(cfg.seed)
         base = image.to(self.device, torch.float32)
-        sizes = octave_sizes(base.shape[-2], base.shape[-1], cfg.octaves, cfg.octave_scale, cfg.min_size)
+        height, width = base.shape[-2:]
+        octaves = cfg.octaves or auto_octaves(height, width, cfg.octave_scale)
+        sizes = octave_sizes(height, width, octaves, cfg.octave_scale, cfg.min_size)
         total = len(sizes) * cfg.steps
         tile = self.tile_size(*sizes[-1])
         detail = torch.zeros(1, 3, *sizes[0], device=self.device)

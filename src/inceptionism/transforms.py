@@ -37,6 +37,21 @@ def octave_sizes(height: int, width: int, octaves: int, scale: float, min_size: 
     return sizes
 
 
+AUTO_SMALLEST = 150  # short side of the smallest octave when the count is automatic
+
+
+def auto_octaves(height: int, width: int, scale: float, smallest: int = AUTO_SMALLEST) -> int:
+    """How many octaves bring the image's short side down to about ``smallest`` pixels.
+
+    The network sees structures of a fixed size in pixels, so a large photo needs more octaves than a small one
+    for the dream to grow the same large forms (eyes, faces) rather than only fine texture.
+    """
+    short = min(height, width)
+    if short <= smallest:
+        return 1
+    return 1 + round(math.log(short / smallest) / math.log(scale))
+
+
 def roll(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
     """Circular shift of the last two dimensions by ``(dy, dx)`` pixels (jitter that loses nothing)."""
     if dy == 0 and dx == 0:
