@@ -44,3 +44,9 @@ def test_bf16_autocast_dreams_close_to_fp32(lite0):
     psnr = 10 * torch.log10(1 / mse)
     assert psnr > 25  # the picture holds; the full-size comparison is in the README (benchmarks/bench.py W1)
     assert not torch.equal(outs["fp32"], outs["bf16"])  # bf16 really ran
+
+
+def test_fast_extractor_does_not_touch_the_shared_weights(lite0):
+    lite0.extractor(["block6"], fast=True)
+    conv = lite0.module._conv_stem.weight  # (32, 3, 3, 3): NCHW and NHWC strides differ
+    assert conv.is_contiguous()  # still NCHW: the fast graph converted its own copy

@@ -7,6 +7,7 @@ need, so nothing past the deepest one runs, and no hooks are left behind.
 
 from __future__ import annotations
 
+import copy
 import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -115,8 +116,8 @@ class DreamModel:
             if fixup is not None:
                 graph = fixup(graph)
             graph.eval().requires_grad_(False)
-            if fast:
-                graph = to_channels_last(fold_batchnorm(graph))
+            if fast:  # on a copy of the (truncated) graph: the loaded model itself is never changed
+                graph = to_channels_last(fold_batchnorm(copy.deepcopy(graph).eval()))
             self._extractors[key] = FeatureExtractor(graph, self.preprocessing, names, channels_last=fast)
         return self._extractors[key]
 

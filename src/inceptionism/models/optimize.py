@@ -1,7 +1,7 @@
 """Speed levers on a traced feature extractor that keep its results (allclose): BN folding, channels_last.
 
-Applied to the extractor's own graph: the loaded model's modules are never changed, so every extractor of a
-model stays independent.
+Applied to a copy of the extractor's graph (holding only the layers it runs): the loaded model's modules are
+never changed, so every extractor of a model stays independent and ``fast=False`` stays the plain network.
 """
 
 from __future__ import annotations
