@@ -337,3 +337,15 @@ def test_custom_preprocessing_describes_itself() -> None:
     assert p.describe() == "RGB, mean (0.1, 0.2, 0.3), std (1.0, 2.0, 4.0)"
     y = p(torch.ones(1, 3, 2, 2))
     torch.testing.assert_close(y[0, :, 0, 0], torch.tensor([0.9, 0.4, 0.175]))
+
+
+def test_tv_densenet_loads_official_files_with_old_key_names(
+    torch_home: Path, hub_weights: Callable[..., Path]
+) -> None:
+    spec = get_model_spec("tv:densenet121")
+    state = spec.builder().state_dict()
+    old = {k.replace(".norm1.", ".norm.1.").replace(".conv2.", ".conv.2."): v for k, v in state.items()}
+    assert old != state  # the official file's layout really differs
+    hub_weights(spec, old)
+    model = load_model("tv:densenet121")
+    assert all(torch.equal(model.module.state_dict()[k], v) for k, v in state.items())

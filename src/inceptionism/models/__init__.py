@@ -11,7 +11,7 @@ from inceptionism.models import torchvision_zoo as _torchvision_zoo  # noqa: F40
 from inceptionism.models.features import DreamModel, FeatureExtractor, LayerInfo
 from inceptionism.models.registry import get_model_spec, list_models, register_model
 from inceptionism.models.spec import ModelSpec, Preprocessing, WeightsSpec
-from inceptionism.models.weights import load_into, resolve_weights, weights_available
+from inceptionism.models.weights import ResolvedWeights, load_into, resolve_weights, weights_available
 
 __all__ = [
     "DreamModel",
@@ -37,6 +37,8 @@ def load_model(
     """Build ``name`` and load its pretrained weights (never random): see :func:`resolve_weights` for the order."""
     spec = get_model_spec(name)
     resolved = resolve_weights(spec, weights, download=download)
+    if spec.state_fixup is not None:
+        resolved = ResolvedWeights(spec.state_fixup(resolved.state_dict), resolved.weights, resolved.source)
     module = spec.builder()
     load_into(module, resolved)
     missing = tuple(k for k in module.state_dict() if k not in resolved.state_dict)

@@ -84,5 +84,7 @@ class ModelSpec:
     file_loaders: Mapping[str, Callable[[Path], tuple[StateDict, WeightsSpec]]] = field(default_factory=dict)
     # Applied to the traced feature extractor when given weights need it (e.g. Keras' average-pool padding rule).
     graph_fixups: Mapping[str, Callable[[torch.fx.GraphModule], torch.fx.GraphModule]] = field(default_factory=dict)
+    # Renames keys of official files to the current definition (e.g. torchvision's old DenseNet names).
+    state_fixup: Callable[[StateDict], StateDict] | None = None
     # Called on the built model after its weights are loaded (e.g. drop auxiliary heads).
     after_load: Callable[[nn.Module], None] | None = None

@@ -7,6 +7,7 @@ normalised input to exactly that, so we build them with ``transform_input=False`
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import torch
@@ -230,6 +231,7 @@ def torchvision_spec(name: str) -> ModelSpec:
     layers = _outline(probe)
     return ModelSpec(
         name=f"tv:{name}",
+        state_fixup=_densenet_keys if name.startswith("densenet") else None,
         builder=lambda: builder(weights=None),
         weights=_weights_spec(weights),
         layers=layers,
@@ -237,6 +239,14 @@ def torchvision_spec(name: str) -> ModelSpec:
         native_size=int(weights.transforms().crop_size[0]),
         look="torchvision model; default layer at 60% depth — pick layers with `inceptionism layers`",
     )
+
+
+_OLD_DENSENET_KEY = re.compile(r"(denselayer\d+\.(?:norm|relu|conv))\.([12])\.")
+
+
+def _densenet_keys(state: StateDict) -> StateDict:
+    """Official DenseNet files predate the module names: ``norm.1`` → ``norm1``, ``conv.2`` → ``conv2``."""
+    return {_OLD_DENSENET_KEY.sub(r"\1\2.", k): v for k, v in state.items()}
 
 
 def _outline(module: nn.Module, depth: int = 2) -> dict[str, str]:
