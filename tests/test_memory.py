@@ -85,3 +85,14 @@ def test_a_small_memory_cap_is_respected_and_the_run_completes():
     assert capped["tile"] < free["tile"]
     assert free["grown"] > cap  # without the cap the step needs more than the cap: the test can fail
     assert capped["grown"] < cap
+
+
+def test_gpus_batch_tiles_that_fit_and_cpus_do_not(monkeypatch):
+    import inceptionism.memory as memory
+
+    monkeypatch.setattr(memory, "free_memory", lambda device: 64 * 2**30)
+    assert plan_tile(4000, 6000, 1000.0, torch.device("cpu"), max_memory=None).batch == 1
+    roomy = plan_tile(4000, 6000, 1000.0, torch.device("cuda"), max_memory=None)
+    assert roomy.tile_size == MAX_TILE and roomy.batch == memory.MAX_BATCH
+    tight = plan_tile(4000, 6000, 1000.0, torch.device("cuda"), max_memory=3 * MAX_TILE**2 * 1000 * 2)
+    assert tight.batch == 3

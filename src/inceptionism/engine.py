@@ -76,6 +76,7 @@ class Dreamer:
         self.extractor: FeatureExtractor = model.extractor(objective.layers)
         self._compiled = torch.compile(self.extractor, dynamic=True) if config.compile else None
         self._bytes_per_pixel: float | None = None
+        self._batch = 1
 
     def score(self, x: torch.Tensor) -> torch.Tensor:
         """Objective per batch item (B,) for images (B, 3, h, w) in [0, 1]."""
@@ -91,13 +92,17 @@ class Dreamer:
                 self.extractor, self.objective, self.device, autocast(self.precision, self.device)
             )
         cap = parse_bytes(self.config.max_memory) if self.config.max_memory else None
-        return plan_tile(height, width, self._bytes_per_pixel, self.device, cap).tile_size
+        plan = plan_tile(height, width, self._bytes_per_pixel, self.device, cap)
+        self._batch = plan.batch
+        return plan.tile_size
 
     def step(self, image: torch.Tensor, generator: torch.Generator, tile: int) -> tuple[torch.Tensor, float]:
         """One ascent step on (1, 3, h, w): roll, tiled gradient, roll back, normalise, step, clamp."""
         cfg = self.config
         dy, dx = random_shift(cfg.jitter, generator)
-        grad, score = tiled_gradient(roll(image, dy, dx), self.score, tile, cfg.tile_overlap, align=TILE_ALIGN)
+        grad, score = tiled_gradient(
+            roll(image, dy, dx), self.score, tile, cfg.tile_overlap, batch=self._batch, align=TILE_ALIGN
+        )
         grad = normalize_gradient(roll(grad, -dy, -dx), cfg.grad_norm)
         return (image + cfg.step_size * grad).clamp_(0.0, 1.0), score
 
@@ -153,6 +158,7 @@ class Dreamer:
                 if not is_out_of_memory(e) or tile <= 64:
                     raise
                 generator.set_state(state)
+                self._batch = 1
                 tile = max(64, tile // 2 // 32 * 32)
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()

@@ -26,6 +26,7 @@ MAX_TILE = 1024  # larger tiles gain nothing in speed on CPU or GPU, and cost me
 PROBE = 128
 # Peak memory of a step over the bytes autograd saves: gradients, the tile batch, allocator slack (measured).
 OVERHEAD = 2.0
+MAX_BATCH = 8
 FREE_SHARE = 0.5  # share of free memory a run takes by default
 
 
@@ -85,6 +86,7 @@ class TilePlan:
     tile_size: int
     budget: int
     bytes_per_pixel: float
+    batch: int = 1  # tiles per forward pass
 
 
 def measure_bytes_per_pixel(extractor: nn.Module, score: object, device: torch.device, precision_ctx: object) -> float:
@@ -112,7 +114,11 @@ def plan_tile(
     side = int(math.sqrt(budget / (bytes_per_pixel * OVERHEAD)))
     side = max(MIN_TILE, min(MAX_TILE, side // 32 * 32))
     side = min(side, max(height, width))
-    return TilePlan(side, budget, bytes_per_pixel)
+    # A GPU runs several tiles at once when they fit; on CPUs a batch gains nothing, so one tile at a time.
+    batch = 1
+    if device.type != "cpu":
+        batch = int(max(1, min(MAX_BATCH, budget // (side * side * bytes_per_pixel * OVERHEAD))))
+    return TilePlan(side, budget, bytes_per_pixel, batch)
 
 
 def is_out_of_memory(e: BaseException) -> bool:

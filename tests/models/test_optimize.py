@@ -50,3 +50,25 @@ def test_fast_extractor_does_not_touch_the_shared_weights(lite0):
     lite0.extractor(["block6"], fast=True)
     conv = lite0.module._conv_stem.weight  # (32, 3, 3, 3): NCHW and NHWC strides differ
     assert conv.is_contiguous()  # still NCHW: the fast graph converted its own copy
+
+
+@pytest.mark.parametrize("include_pad", [True, False])
+def test_avg_pool_as_conv_matches_avg_pool(include_pad):
+    import torch.nn.functional as F
+    from torch import fx, nn
+
+    from inceptionism.models.optimize import avg_pool_as_conv
+
+    class Net(nn.Module):
+        def forward(self, x):
+            box = F.avg_pool2d(x, kernel_size=3, stride=1, padding=1, count_include_pad=include_pad)
+            return box + F.avg_pool2d(x, 2).mean()  # a pool with stride 2 is left alone
+
+    x = torch.randn(2, 5, 9, 11, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    graph = avg_pool_as_conv(fx.symbolic_trace(Net()))
+    targets = [n.target for n in graph.graph.nodes if n.op == "call_function"]
+    assert F.avg_pool2d in targets and any(getattr(t, "__name__", "") == "box_filter" for t in targets)
+    assert torch.allclose(graph(x), Net()(x), atol=1e-6)
+    (g1,) = torch.autograd.grad(graph(x).sum(), x)
+    (g2,) = torch.autograd.grad(Net()(x).sum(), x)
+    assert torch.allclose(g1, g2, atol=1e-6)

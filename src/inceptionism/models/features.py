@@ -17,7 +17,7 @@ from torch import nn
 from torchvision.models.feature_extraction import create_feature_extractor
 
 from inceptionism.errors import ConfigError
-from inceptionism.models.optimize import fold_batchnorm, to_channels_last
+from inceptionism.models.optimize import avg_pool_as_conv, fold_batchnorm, to_channels_last
 from inceptionism.models.spec import ModelSpec, Preprocessing, WeightsSpec
 
 
@@ -102,7 +102,8 @@ class DreamModel:
     def extractor(self, layers: Sequence[str], fast: bool = True) -> FeatureExtractor:
         """A feature extractor returning the activations of ``layers`` (cached per layer tuple).
 
-        ``fast``: fold BatchNorm into the convolutions and run in channels_last (same results, allclose; see
+        ``fast``: fold BatchNorm into the convolutions, run stride-1 average pools as depthwise convolutions,
+        and run in channels_last (same results, allclose; see
         ``benchmarks/``). ``fast=False`` runs the network exactly as defined.
         """
         names = tuple(dict.fromkeys(layers))
@@ -117,7 +118,7 @@ class DreamModel:
                 graph = fixup(graph)
             graph.eval().requires_grad_(False)
             if fast:  # on a copy of the (truncated) graph: the loaded model itself is never changed
-                graph = to_channels_last(fold_batchnorm(copy.deepcopy(graph).eval()))
+                graph = to_channels_last(avg_pool_as_conv(fold_batchnorm(copy.deepcopy(graph).eval())))
             self._extractors[key] = FeatureExtractor(graph, self.preprocessing, names, channels_last=fast)
         return self._extractors[key]
 
