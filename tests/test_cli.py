@@ -181,6 +181,10 @@ def test_layers_and_models_commands():
     r = run_cli("models")
     assert r.returncode == 0 and "efficientnet-lite0" in r.stdout and "yes" in r.stdout
     assert "googlenet" in r.stdout and "inception_v3" in r.stdout
+    r = run_cli("layers", "inception_v3")  # no weights here: the structure is still listed, with a note
+    assert r.returncode == 0, r.stderr
+    assert "Mixed_6a" in r.stdout and "mixed3" in r.stdout and "none found" in r.stdout
+    assert "download" in r.stderr and r.stderr.count("\n") == 1
     r = run_cli("layers", "nosuchnet")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "unknown model" in r.stderr
 

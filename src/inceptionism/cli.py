@@ -166,9 +166,18 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 
 
 def cmd_layers(args: argparse.Namespace) -> int:
-    from inceptionism.models import load_model
+    from inceptionism.errors import WeightsError
+    from inceptionism.models import DreamModel, get_model_spec, load_model
 
-    model = load_model(args.model, args.weights)
+    try:
+        model = load_model(args.model, args.weights)
+    except WeightsError as e:
+        if args.weights is not None:
+            raise
+        # Layer names, channels and strides do not depend on the weights: show the structure anyway.
+        spec = get_model_spec(args.model)
+        model = DreamModel(spec, spec.builder(), spec.weights, "none found (structure only)")
+        print(f"inceptionism: note: {e}", file=sys.stderr)
     infos = model.layer_info()
     aliases: dict[str, list[str]] = {}
     for alias, target in model.spec.aliases.items():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -28,7 +29,7 @@ class LayerInfo:
     name: str
     path: str
     channels: int
-    stride: float | None
+    stride: int | None
 
 
 class FeatureExtractor(nn.Module):
@@ -155,6 +156,7 @@ class DreamModel:
         for name, path in paths.items():
             shape = shapes.get(name)
             channels = int(shape[1]) if shape is not None else 0
-            stride = size / shape[-1] if shape is not None and len(shape) == 4 else None
+            # Nominal stride: unpadded convolutions (InceptionV3) make the exact ratio a little over a power of 2.
+            stride = 2 ** round(math.log2(size / shape[-1])) if shape is not None and len(shape) == 4 else None
             infos.append(LayerInfo(name, path, channels, stride))
         return infos
