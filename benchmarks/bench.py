@@ -3,6 +3,7 @@
     python benchmarks/bench.py                 # everything (about 10 minutes on 2 cores)
     python benchmarks/bench.py --only peak w0  # parts: peak, w0, w1, w2
     python benchmarks/bench.py --compile       # also time torch.compile on W0 (slow first compile)
+    python benchmarks/bench.py --device cuda   # on a GPU: CUDA-event timers, W1 at 4K, GPU peak memory
 
 peak  fp32 and bf16 matmul GFLOP/s (4096², best of 5): the machine's measured ceiling.
 W0    the seed's work: inception_v3 to Mixed_6c, loss on Mixed_6a + Mixed_6c, a 225×375 image, one ascent step
@@ -37,14 +38,30 @@ warnings.filterwarnings("ignore", category=UserWarning)
 OUT = Path(__file__).parent / "out"
 
 
+def bench_device() -> torch.device:
+    """The device under test: ``--device`` (passed to child processes through the environment)."""
+    return torch.device(os.environ.get("INCEPTIONISM_BENCH_DEVICE", "cpu"))
+
+
 def median_time(fn, reps: int = 7, warmup: int = 2) -> float:
+    """Median seconds per call; on CUDA measured with CUDA events around each call."""
+    cuda = bench_device().type == "cuda"
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
+        if cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            torch.cuda.synchronize()
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize()
+            times.append(start.elapsed_time(end) / 1000)
+        else:
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
     return sorted(times)[len(times) // 2]
 
 
@@ -55,11 +72,14 @@ def flops_of(fn) -> float:
 
 
 def peak_rss_mb() -> float:
+    """Peak resident memory of this process in MB; on CUDA, the peak GPU memory allocated."""
+    if bench_device().type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def matmul_peak(dtype: torch.dtype, n: int = 4096) -> float:
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a, b = (torch.randn(n, n, dtype=dtype, device=bench_device()) for _ in range(2))
     best = min(median_time(lambda: a @ b, reps=1, warmup=1 if i == 0 else 0) for i in range(5))
     return 2 * n**3 / best / 1e9
 
@@ -82,7 +102,7 @@ def _inception_with_random_weights():
     path = hub_cache_path(get_model_spec("inception_v3").weights.filename)
     path.parent.mkdir(parents=True)
     torch.save(net.state_dict(), path)
-    return net, load_model("inception_v3")
+    return net.to(bench_device()), load_model("inception_v3", device=bench_device())
 
 
 def part_w0(peak: dict[str, float], compile_too: bool) -> None:
@@ -90,7 +110,7 @@ def part_w0(peak: dict[str, float], compile_too: bool) -> None:
     from inceptionism.engine import Dreamer, build_objective
 
     net, model = _inception_with_random_weights()
-    image = torch.rand(1, 3, 225, 375)
+    image = torch.rand(1, 3, 225, 375, device=bench_device())
     acts: dict[str, torch.Tensor] = {}
     net.Mixed_6a.register_forward_hook(lambda m, i, o: acts.__setitem__("mixed3", o))
     net.Mixed_6c.register_forward_hook(lambda m, i, o: acts.__setitem__("mixed5", o))
@@ -111,7 +131,7 @@ def part_w0(peak: dict[str, float], compile_too: bool) -> None:
             model="inception_v3", layers=("mixed3", "mixed5"), loss="mean", grad_norm="std", jitter=0,
             tile_size=512, precision=precision,
         ).validate()  # fmt: skip
-        d = Dreamer(model, build_objective(cfg, model), cfg, torch.device("cpu"))
+        d = Dreamer(model, build_objective(cfg, model), cfg, bench_device())
         d.extractor = model.extractor(d.objective.layers, fast=fast)
         g = torch.Generator().manual_seed(0)
         return lambda: d.step(image, g, 512)
@@ -154,20 +174,25 @@ def _compiled(step):
     return fn
 
 
-def photo_1mp() -> np.ndarray:
+def w1_size() -> tuple[int, int]:
+    """W1's photo size: ~1 MP on the CPU, 4K (3840×2160) on a GPU."""
+    return (3840, 2160) if bench_device().type == "cuda" else (1224, 816)
+
+
+def w1_photo() -> np.ndarray:
     from PIL import Image
 
     examples = Path(__file__).resolve().parent.parent / "examples"
     with Image.open(examples / "coffee.jpg") as im:
-        return np.asarray(im.convert("RGB").resize((1224, 816), Image.LANCZOS))
+        return np.asarray(im.convert("RGB").resize(w1_size(), Image.LANCZOS))
 
 
 def child_w1(precision: str) -> None:
     import inceptionism
 
-    image = photo_1mp()
+    image = w1_photo()
     t = time.perf_counter()
-    out = inceptionism.dream(image, precision=precision)
+    out = inceptionism.dream(image, precision=precision, device=str(bench_device()))
     wall = time.perf_counter() - t
     OUT.mkdir(exist_ok=True)
     out.save(OUT / f"w1-{precision}.png")
@@ -183,17 +208,14 @@ def child_w2(megapixels: float, steps: int) -> None:
     w = round(h * 16 / 9)
     if megapixels >= 33:
         h, w = 4320, 7680
-    image = torch.rand(1, 3, h, w)
+    image = torch.rand(1, 3, h, w, device=bench_device())
     cfg = DreamConfig().validate()
     model = load_model(cfg.model)
-    d = Dreamer(model, build_objective(cfg, model), cfg, torch.device("cpu"))
+    d = Dreamer(model, build_objective(cfg, model), cfg, bench_device())
     tile = d.tile_size(h, w)
     g = torch.Generator().manual_seed(0)
     d.step(image, g, tile)  # warm-up
-    t = time.perf_counter()
-    for _ in range(steps):
-        image, _ = d.step(image, g, tile)
-    s = (time.perf_counter() - t) / steps
+    s = median_time(lambda: d.step(image, g, tile), reps=steps, warmup=0)
     print(json.dumps({"h": h, "w": w, "tile": tile, "s_per_step": s, "rss": peak_rss_mb()}))
 
 
@@ -210,9 +232,10 @@ def part_w1() -> None:
     a = np.asarray(Image.open(OUT / "w1-fp32.png"), dtype=np.float64)
     b = np.asarray(Image.open(OUT / "w1-bf16.png"), dtype=np.float64)
     psnr = 10 * np.log10(255**2 / np.mean((a - b) ** 2))
-    print("W1    default model and settings, 1224×816 photo (1.0 MP), whole run")
-    print(f"      fp32: {fp32['wall']:.1f} s, peak RSS {fp32['rss']:.0f} MB")
-    print(f"      bf16: {bf16['wall']:.1f} s, peak RSS {bf16['rss']:.0f} MB; PSNR bf16 vs fp32 {psnr:.1f} dB")
+    w, h = w1_size()
+    print(f"W1    default model and settings, {w}×{h} photo ({w * h / 1e6:.1f} MP), whole run")
+    print(f"      fp32: {fp32['wall']:.1f} s, peak memory {fp32['rss']:.0f} MB")
+    print(f"      bf16: {bf16['wall']:.1f} s, peak memory {bf16['rss']:.0f} MB; PSNR bf16 vs fp32 {psnr:.1f} dB")
     print(f"      pictures: {OUT / 'w1-fp32.png'}, {OUT / 'w1-bf16.png'}")
 
 
@@ -237,14 +260,18 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=["peak", "w0", "w1", "w2"], default=["peak", "w0", "w1", "w2"])
     parser.add_argument("--compile", action="store_true", help="also time torch.compile on W0")
     parser.add_argument("--sizes", nargs="+", type=float, default=[1, 4, 16, 33], help="W2 sizes in MP")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    os.environ["INCEPTIONISM_BENCH_DEVICE"] = args.device
     if args.child:
         kind, *rest = args.child
         child_w1(*rest) if kind == "w1" else child_w2(float(rest[0]), int(rest[1]))
         return
     cpu = platform.processor() or platform.machine()
     print(f"machine: {os.cpu_count()} CPUs ({cpu}), torch {torch.__version__}, {torch.get_num_threads()} threads")
+    if bench_device().type == "cuda":
+        print(f"device: {torch.cuda.get_device_name(bench_device())} (timings from CUDA events)")
     peak = part_peak() if "peak" in args.only or "w0" in args.only else {}
     if "w0" in args.only:
         part_w0(peak, args.compile)
