@@ -96,3 +96,10 @@ def test_gpus_batch_tiles_that_fit_and_cpus_do_not(monkeypatch):
     assert roomy.tile_size == MAX_TILE and roomy.batch == memory.MAX_BATCH
     tight = plan_tile(4000, 6000, 1000.0, torch.device("cuda"), max_memory=3 * MAX_TILE**2 * 1000 * 2)
     assert tight.batch == 3
+
+
+def test_an_image_that_fits_one_tile_is_not_tiled():
+    cpu = torch.device("cpu")
+    plan = plan_tile(750, 1333, 1000.0, cpu, max_memory=None)  # 1.0 MP ≤ 1024²: one tile, though wider
+    assert plan.tile_size == 1333
+    assert plan_tile(750, 1333, 1000.0, cpu, max_memory=300 * 2**20).tile_size < 750

@@ -81,3 +81,18 @@ def test_blended_tiles_leave_no_seam_where_hard_tiles_do():
     hard, _ = tiled_gradient(x, score, tile_size=64, overlap=0, align=2)
     assert _worst_column_error(hard, full) > 0.2  # the test can fail: hard tile borders are seams
     assert _worst_column_error(blended, full) < 0.08
+
+
+@pytest.mark.parametrize(("h", "w", "tile"), [(750, 1333, 1024), (1500, 2667, 1024), (4320, 7680, 1024)])
+def test_fitted_tiles_do_less_redundant_work_with_as_many_tiles(h, w, tile):
+    grid = tile_grid(h, w, tile, 64, 32)
+    naive = len(tile_starts(h, tile, 64, 32)) * len(tile_starts(w, tile, 64, 32))
+    assert len(grid) == naive
+    assert grid[0].h <= tile_length(h, tile, 32) and grid[0].w <= tile_length(w, tile, 32)
+    work = len(grid) * grid[0].h * grid[0].w / (h * w)
+    assert work < 1.35
+    covered = torch.zeros(h, w, dtype=torch.bool)
+    for t in grid:
+        assert t.x % 32 == 0 and t.y % 32 == 0
+        covered[t.y : t.y + t.h, t.x : t.x + t.w] = True
+    assert covered.all()

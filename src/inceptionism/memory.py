@@ -107,12 +107,17 @@ def measure_bytes_per_pixel(extractor: nn.Module, score: object, device: torch.d
 def plan_tile(
     height: int, width: int, bytes_per_pixel: float, device: torch.device, max_memory: int | None
 ) -> TilePlan:
-    """Largest tile (a multiple of 32, 64…1024 px, at most the image) whose step fits the memory budget."""
+    """Largest tile (a multiple of 32, 64…1024 px, at most the image) whose step fits the memory budget.
+
+    An image with no more pixels than such a tile is not tiled at all, even if one side is longer.
+    """
     budget = int(free_memory(device) * FREE_SHARE)
     if max_memory is not None:
         budget = min(budget, max_memory)
     side = int(math.sqrt(budget / (bytes_per_pixel * OVERHEAD)))
     side = max(MIN_TILE, min(MAX_TILE, side // 32 * 32))
+    if height * width <= min(side, MAX_TILE) ** 2:  # the whole image fits in one tile's memory: no tiling
+        side = max(height, width)
     side = min(side, max(height, width))
     # A GPU runs several tiles at once when they fit; on CPUs a batch gains nothing, so one tile at a time.
     batch = 1

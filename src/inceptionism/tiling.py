@@ -49,13 +49,31 @@ def tile_starts(length: int, tile: int, overlap: int, align: int = 1) -> list[in
     return [round(i * span / (n - 1)) * align for i in range(n)]
 
 
+def fitted_tile(length: int, tile: int, overlap: int, align: int = 1) -> int:
+    """The smallest tile (≤ ``tile``) that covers ``length`` with as few tiles as ``tile`` needs.
+
+    A 1500-px side cut by 1024-px tiles needs two of them either way; two 800-px tiles do it with 100 px of
+    overlap instead of 548, so less of the network's work is done twice.
+    """
+    if tile >= length:
+        return length
+    step = max(1, tile - overlap - (align - 1))
+    n = -(-(length - tile) // step) + 1
+    fitted = -(-(length - overlap) // n) + overlap + (align - 1)
+    return min(tile, -(-fitted // align) * align)
+
+
 def tile_grid(height: int, width: int, tile_size: int, overlap: int, align: int = 1) -> list[Tile]:
-    """Equal-sized tiles covering an image of ``height × width``, row by row, starts aligned to ``align``."""
-    th, tw = tile_length(height, tile_size, align), tile_length(width, tile_size, align)
+    """Equal-sized tiles covering an image of ``height × width``, row by row, starts aligned to ``align``.
+
+    Along each axis the tile is shrunk to :func:`fitted_tile`, so tiles overlap no more than they must.
+    """
+    ty, tx = fitted_tile(height, tile_size, overlap, align), fitted_tile(width, tile_size, overlap, align)
+    th, tw = tile_length(height, ty, align), tile_length(width, tx, align)
     return [
         Tile(y, x, th, tw)
-        for y in tile_starts(height, tile_size, overlap, align)
-        for x in tile_starts(width, tile_size, overlap, align)
+        for y in tile_starts(height, ty, overlap, align)
+        for x in tile_starts(width, tx, overlap, align)
     ]
 
 
