@@ -104,3 +104,15 @@ def test_out_of_memory_halves_the_tile_and_retries(lite0, photo, monkeypatch):
     assert out.shape == photo.shape
     assert tiles[0] > 64 and tiles[-1] == 64
     assert events[-1].tile_size == 64
+
+
+def test_auto_precision_follows_the_hardware(monkeypatch):
+    from inceptionism import devices
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: True)
+    assert devices.pick_precision("auto", cpu) == "bf16"
+    monkeypatch.setattr(devices, "cpu_has_native_bf16", lambda: False)
+    assert devices.pick_precision("auto", cpu) == "fp32"
+    assert devices.pick_precision("fp16", cpu) == "fp16"
+    assert devices.pick_precision("auto", torch.device("mps")) == "fp32"

@@ -41,7 +41,7 @@ class DreamConfig:
     tile_size: int | None = None  # None: chosen from the memory available
     tile_overlap: int = 64
     device: str = "auto"
-    precision: str = "auto"  # fp32 on CPUs (bf16 is barely faster there, README), bf16 on CUDA
+    precision: str = "auto"  # bf16 on GPUs and on CPUs with native bf16, else fp32 (devices.pick_precision)
     compile: bool = False  # torch.compile the network; pays off on GPUs, not on the CPUs measured (README)
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_memory: str | None = None  # e.g. "2GB"; None: what the device has free

@@ -28,12 +28,28 @@ def pick_device(name: str = "auto") -> torch.device:
     return device
 
 
+def cpu_has_native_bf16() -> bool:
+    """True where the CPU computes bf16 in hardware (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slow."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
 def pick_precision(name: str, device: torch.device) -> str:
-    """``auto``: bf16 on CUDA GPUs that have it, fp16 on other GPUs, fp32 on the CPU (see README figures)."""
+    """``auto``: the fastest precision that keeps the picture (measured, README "Speed and memory").
+
+    bf16 on CUDA GPUs that have it, else fp16; on CPUs bf16 where the hardware has it (1.2× on the default
+    model, 1.6× on InceptionV3), else fp32; fp32 on Apple's MPS.
+    """
     if name != "auto":
         return name
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if device.type == "cpu" and cpu_has_native_bf16():
+        return "bf16"
     return "fp32"
 
 

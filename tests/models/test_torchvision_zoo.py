@@ -87,7 +87,7 @@ def test_loads_the_official_file_from_the_hub_cache(zoo: Loaded) -> None:
 
 def test_two_step_dream_raises_the_objective(zoo: Loaded) -> None:
     model = zoo.model
-    config = DreamConfig(model=model.name, octaves=1, steps=2, jitter=0, tile_size=256).validate()
+    config = DreamConfig(model=model.name, octaves=1, steps=2, jitter=0, tile_size=256, precision="fp32").validate()
     objective = build_objective(config, model)
     expected_layers = ZOO[model.name][2] or model.spec.default_layers
     assert objective.layers == expected_layers
