@@ -330,3 +330,23 @@ def test_keras_reads_our_file(state_dict: dict[str, torch.Tensor], tmp_path: Pat
         )
     for name, want in zip(RETURN_NODES.values(), expected, strict=True):
         assert float(np.abs(got[name].permute(0, 2, 3, 1).numpy() - want).max()) <= 1e-3
+
+
+@pytest.mark.tensorflow
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_public_path_matches_keras(tmp_path: Path) -> None:
+    """``load_model("inception_v3", weights=<.h5>)`` and its default (fast) extractor in image space match Keras."""
+    from inceptionism.models import load_model
+
+    keras_model, path = _keras_model_and_file(tmp_path)
+    keras_features = _keras_features(keras_model)
+    model = load_model("inception_v3", weights=path)
+    assert model.preprocessing.mean == (0.5, 0.5, 0.5)  # Keras' x / 127.5 - 1
+    image = np.random.default_rng(2).uniform(0, 1, (1, 225, 375, 3)).astype(np.float32)
+    expected = [np.asarray(t) for t in keras_features(image * 2 - 1, training=False)]
+    with torch.no_grad():
+        got = model.extractor(["mixed3", "mixed5"])(torch.from_numpy(image).permute(0, 3, 1, 2))
+    for name, want in zip(("mixed3", "mixed5"), expected, strict=True):
+        err = float(np.abs(got[name].permute(0, 2, 3, 1).numpy() - want).max())
+        print(f"public path {name}: max abs err {err:.3g}")
+        assert err <= 1e-3
