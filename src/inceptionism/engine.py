@@ -77,6 +77,7 @@ class Dreamer:
         self._compiled = torch.compile(self.extractor, dynamic=True) if config.compile else None
         self._bytes_per_pixel: float | None = None
         self._batch = 1
+        self._tile_cap: int | None = None  # set when a step ran out of memory: no larger tiles afterwards
 
     def score(self, x: torch.Tensor) -> torch.Tensor:
         """Objective per batch item (B,) for images (B, 3, h, w) in [0, 1]."""
@@ -86,15 +87,15 @@ class Dreamer:
     def tile_size(self, height: int, width: int) -> int:
         """The configured tile size, or the largest that fits the memory budget (measured once per run)."""
         if self.config.tile_size is not None:
-            return self.config.tile_size
+            return min(self.config.tile_size, self._tile_cap or self.config.tile_size)
         if self._bytes_per_pixel is None:
             self._bytes_per_pixel = measure_bytes_per_pixel(
                 self.extractor, self.objective, self.device, autocast(self.precision, self.device)
             )
         cap = parse_bytes(self.config.max_memory) if self.config.max_memory else None
         plan = plan_tile(height, width, self._bytes_per_pixel, self.device, cap)
-        self._batch = plan.batch
-        return plan.tile_size
+        self._batch = plan.batch if self._tile_cap is None else 1
+        return min(plan.tile_size, self._tile_cap or plan.tile_size)
 
     def step(self, image: torch.Tensor, generator: torch.Generator, tile: int) -> tuple[torch.Tensor, float]:
         """One ascent step on (1, 3, h, w): roll, tiled gradient, roll back, normalise, step, clamp."""
@@ -117,30 +118,30 @@ class Dreamer:
         octaves = cfg.octaves or auto_octaves(height, width, cfg.octave_scale)
         sizes = octave_sizes(height, width, octaves, cfg.octave_scale, cfg.min_size)
         total = len(sizes) * cfg.steps
-        tile = self.tile_size(*sizes[-1])
         detail = torch.zeros(1, 3, *sizes[0], device=self.device)
         start = time.perf_counter()
         dream = base
         for o, size in enumerate(sizes):
             octave_base = resize(base, size)
             dream = (octave_base + resize(detail, size)).clamp_(0.0, 1.0)
+            tile = self.tile_size(*size)  # planned per octave: a small octave may fit in one tile
             for s in range(cfg.steps):
                 dream, score, tile = self._step_with_retry(dream, generator, tile)
                 if callback is not None:
                     last = s == cfg.steps - 1
                     callback(
                         Progress(
-                            o + 1,
-                            len(sizes),
-                            s + 1,
-                            cfg.steps,
-                            o * cfg.steps + s + 1,
-                            total,
-                            score,
-                            size,
-                            tile,
-                            time.perf_counter() - start,
-                            dream.detach().cpu() if last else None,
+                            octave=o + 1,
+                            octaves=len(sizes),
+                            step=s + 1,
+                            steps=cfg.steps,
+                            done=o * cfg.steps + s + 1,
+                            total=total,
+                            score=score,
+                            size=size,
+                            tile_size=tile,
+                            elapsed=time.perf_counter() - start,
+                            image=dream.detach().cpu() if last else None,
                         )
                     )
             detail = dream - octave_base
@@ -159,7 +160,8 @@ class Dreamer:
                     raise
                 generator.set_state(state)
                 self._batch = 1
-                tile = max(64, tile // 2 // 32 * 32)
+                tile = max(64, min(tile, max(image.shape[-2:])) // 2 // 32 * 32)
+                self._tile_cap = tile
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()
                 continue
