@@ -196,3 +196,29 @@ def test_help_documents_every_option():
                 "--seed", "--tile-size", "--device", "--settings", "--settings-out", "--overwrite", "--max-pixels",
                 "--max-memory", "--precision", "--preset", "--weights"]:  # fmt: skip
         assert opt in r.stdout
+
+
+@pytest.mark.parametrize("kind", ["16bit", "cmyk", "palette", "exif", "gray"])
+def test_every_mode_dreams_end_to_end(kind, tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 255, (40, 56, 3), dtype=np.uint8)
+    src = tmp_path / ("in.jpg" if kind in ("cmyk", "exif") else "in.png")
+    out = tmp_path / ("out.jpg" if kind == "cmyk" else "out.png")
+    expected_size, expected_mode = (56, 40), {"16bit": "I;16", "cmyk": "CMYK", "palette": "RGB", "gray": "L"}
+    if kind == "16bit":
+        Image.fromarray(rgb[..., 0].astype(np.uint16) * 257).save(src)
+    elif kind == "cmyk":
+        Image.fromarray(rgb).convert("CMYK").save(src)
+    elif kind == "palette":
+        Image.fromarray(rgb).convert("P").save(src)
+    elif kind == "gray":
+        Image.fromarray(rgb).convert("L").save(src)
+    else:  # EXIF orientation 6: stored 56×40, shown 40×56
+        exif = Image.Exif()
+        exif[0x0112] = 6
+        Image.fromarray(rgb).save(src, exif=exif)
+        expected_size = (40, 56)
+    assert main(["dream", str(src), "-o", str(out), *FAST]) == 0, capsys.readouterr().err
+    with Image.open(out) as im:
+        assert im.size == expected_size
+        assert im.mode == expected_mode.get(kind, "RGB")
