@@ -39,9 +39,12 @@ def get_model_spec(name: str) -> ModelSpec:
     if name in _REGISTRY:
         return _REGISTRY[name]()
     if name.startswith(TORCHVISION_PREFIX):
+        bare = name.removeprefix(TORCHVISION_PREFIX)
+        if bare in _REGISTRY:  # tv:googlenet is our googlenet: its spec knows its preprocessing
+            return _REGISTRY[bare]()
         from inceptionism.models.torchvision_zoo import torchvision_spec
 
-        return torchvision_spec(name.removeprefix(TORCHVISION_PREFIX))
+        return torchvision_spec(bare)
     close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
     hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
     raise ConfigError(

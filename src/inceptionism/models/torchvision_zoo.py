@@ -79,7 +79,7 @@ KERAS_INCEPTION_V3 = WeightsSpec(
 )
 
 
-def _keras_fixup(graph):  # type: ignore[no-untyped-def]
+def _keras_fixup(graph: torch.fx.GraphModule) -> torch.fx.GraphModule:
     from inceptionism.models.keras_h5 import keras_compatible
 
     return keras_compatible(graph)
@@ -212,10 +212,6 @@ def resnet50() -> ModelSpec:
 
 def torchvision_spec(name: str) -> ModelSpec:
     """Spec for ``tv:<name>``: torchvision's builder and DEFAULT weights; layers by dotted module path."""
-    from inceptionism.models.registry import _REGISTRY
-
-    if name in _REGISTRY:  # inception_v3, googlenet, …: their registered specs know their preprocessing
-        return _REGISTRY[name]()
     classification = torchvision.models.list_models(module=torchvision.models)
     if name not in classification:
         import difflib
