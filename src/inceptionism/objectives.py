@@ -74,11 +74,15 @@ def objective(layers: Iterable[str], description: str) -> Callable[[ScoreFn], Ob
 
 
 def _reduce(x: torch.Tensor, loss: str) -> torch.Tensor:
-    """(B, C, h, w) → (B,): mean of activations (the seed) or mean of squares (classic DeepDream)."""
-    x = x.float()
+    """(B, C, h, w) → (B,): mean of activations (the seed) or mean of squares (classic DeepDream).
+
+    Reduced over dims, never flattened: flattening a channels_last activation would copy it, forward and back.
+    """
+    dims = tuple(range(1, x.dim()))
     if loss == "l2":
+        x = x.float()
         x = x * x
-    return x.flatten(1).mean(1)
+    return x.mean(dim=dims, dtype=torch.float32)
 
 
 def layer(name: str, loss: str = "mean") -> Objective:

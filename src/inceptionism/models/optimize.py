@@ -58,16 +58,41 @@ def _pair(v: object) -> tuple[int, int] | None:
     return None
 
 
-def box_filter(x: torch.Tensor, k: int, pad: int, count_include_pad: bool) -> torch.Tensor:
-    """``avg_pool2d(x, k, stride=1, padding=pad)`` as a depthwise convolution (fast in bf16 on oneDNN)."""
-    channels = x.shape[1]
-    weight = torch.ones(channels, 1, k, k, dtype=x.dtype, device=x.device)
-    total = torch.nn.functional.conv2d(x, weight, padding=pad, groups=channels)
-    if count_include_pad or pad == 0:
-        return total / (k * k)
-    ones = torch.ones(1, 1, *x.shape[-2:], dtype=x.dtype, device=x.device)
-    count = torch.nn.functional.conv2d(ones, weight[:1], padding=pad)
-    return total / count
+class BoxFilter(nn.Module):
+    """``avg_pool2d(x, k, stride=1, padding=pad)`` as a depthwise convolution (fast in bf16 on oneDNN).
+
+    The averaging weights (1/k² folded in) are made once per channel count, dtype and device, not every call.
+    """
+
+    def __init__(self, kernel_size: int, padding: int, count_include_pad: bool) -> None:
+        super().__init__()
+        self.kernel_size, self.padding, self.count_include_pad = kernel_size, padding, count_include_pad
+        self._weights: dict[tuple[int, torch.dtype, torch.device], torch.Tensor] = {}
+        self._counts: dict[tuple[int, int, torch.dtype, torch.device], torch.Tensor] = {}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k, pad, channels = self.kernel_size, self.padding, x.shape[1]
+        key = (channels, x.dtype, x.device)
+        if key not in self._weights:
+            self._weights[key] = torch.full((channels, 1, k, k), 1 / (k * k), dtype=x.dtype, device=x.device)
+        mean = torch.nn.functional.conv2d(x, self._weights[key], padding=pad, groups=channels)
+        if self.count_include_pad or pad == 0:
+            return mean
+        return mean * self._border_correction(x)
+
+    def _border_correction(self, x: torch.Tensor) -> torch.Tensor:
+        """k² / (pixels inside the image) per output pixel: the pool excludes the padding from its count."""
+        h, w = x.shape[-2:]
+        key = (h, w, x.dtype, x.device)
+        if key not in self._counts:
+            k, pad = self.kernel_size, self.padding
+            ones = torch.ones(1, 1, h, w, dtype=torch.float32, device=x.device)
+            count = torch.nn.functional.conv2d(ones, torch.ones(1, 1, k, k, device=x.device), padding=pad)
+            self._counts[key] = ((k * k) / count).to(x.dtype)
+        return self._counts[key]
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, padding={self.padding}, count_include_pad={self.count_include_pad}"
 
 
 def avg_pool_as_conv(graph: fx.GraphModule) -> fx.GraphModule:
@@ -76,7 +101,7 @@ def avg_pool_as_conv(graph: fx.GraphModule) -> fx.GraphModule:
     Same values; on CPUs, bf16 average-pool backward is a slow kernel while a depthwise convolution is not.
     """
     changed = False
-    for node in graph.graph.nodes:
+    for i, node in enumerate(list(graph.graph.nodes)):
         if node.op != "call_function" or node.target is not torch.nn.functional.avg_pool2d:
             continue
         p = {**dict(zip(_AVG_POOL_PARAMS, node.args, strict=False)), **node.kwargs}
@@ -86,9 +111,10 @@ def avg_pool_as_conv(graph: fx.GraphModule) -> fx.GraphModule:
             continue
         if p.get("ceil_mode") or p.get("divisor_override") is not None:
             continue
-        node.target = box_filter
-        node.args = (p["input"], k[0], pad[0], bool(p.get("count_include_pad", True)))
-        node.kwargs = {}
+        name = f"_box_filter_{i}"
+        graph.add_submodule(name, BoxFilter(k[0], pad[0], bool(p.get("count_include_pad", True))))
+        node.op, node.target = "call_module", name
+        node.args, node.kwargs = (p["input"],), {}
         changed = True
     if changed:
         graph.recompile()
