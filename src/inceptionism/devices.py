@@ -56,6 +56,11 @@ def pick_precision(name: str, device: torch.device) -> str:
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+def compute_dtype(precision: str) -> torch.dtype | None:
+    """The dtype a fast extractor holds its weights in for ``precision``; None for fp32."""
+    return _DTYPES.get(precision)
+
+
 def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager[object]:
     """Autocast context for ``bf16``/``fp16`` on ``device``; a no-op for ``fp32``."""
     if precision == "fp32":

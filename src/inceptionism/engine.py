@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from inceptionism.config import DreamConfig, parse_layers
-from inceptionism.devices import autocast, pick_precision
+from inceptionism.devices import autocast, compute_dtype, pick_precision
 from inceptionism.errors import InceptionismError
 from inceptionism.memory import is_out_of_memory, measure_bytes_per_pixel, parse_bytes, plan_tile
 from inceptionism.models import DreamModel, FeatureExtractor
@@ -73,7 +73,8 @@ class Dreamer:
         self.config = config
         self.device = device
         self.precision = pick_precision(config.precision, device)
-        self.extractor: FeatureExtractor = model.extractor(objective.layers)
+        # bf16/fp16: weights held in that dtype (no per-call casts); autocast still guards ops that need fp32.
+        self.extractor: FeatureExtractor = model.extractor(objective.layers, dtype=compute_dtype(self.precision))
         self._compiled = torch.compile(self.extractor, dynamic=True) if config.compile else None
         self._bytes_per_pixel: float | None = None
         self._batch = 1

@@ -73,3 +73,102 @@ def test_avg_pool_as_conv_matches_avg_pool(include_pad):
     (g1,) = torch.autograd.grad(graph(x).sum(), x)
     (g2,) = torch.autograd.grad(Net()(x).sum(), x)
     assert torch.allclose(g1, g2, atol=1e-6)
+
+
+class _PoolAfterReLU(torch.nn.Module):
+    """Stems of VGG / GoogLeNet / InceptionV3 / ResNet: conv → ReLU (in place or not, or ReLU6) → max pool."""
+
+    def __init__(self, act: str) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3)
+        self.conv2 = torch.nn.Conv2d(8, 8, 3)
+        self.act = act
+        self.relu6 = torch.nn.ReLU6()
+        self.pool = torch.nn.MaxPool2d(3, stride=2, ceil_mode=True)
+
+    def forward(self, x):
+        x = self.conv(x)
+        if self.act == "inplace":
+            x = torch.nn.functional.relu(x, inplace=True)
+        elif self.act == "relu6":
+            x = self.relu6(x)
+        else:
+            x = torch.relu(x)
+        x = self.pool(x)
+        y = torch.relu(self.conv2(x))
+        return torch.nn.functional.max_pool2d(y, 2, padding=1)
+
+
+@pytest.mark.parametrize("act", ["inplace", "relu6", "relu"])
+def test_pool_before_activation_is_exact(act):
+    from torch import fx
+
+    from inceptionism.models.optimize import pool_before_activation
+
+    torch.manual_seed(0)
+    net = _PoolAfterReLU(act).eval().requires_grad_(False)
+    graph = pool_before_activation(fx.symbolic_trace(net))
+    order = [n.name for n in graph.graph.nodes]
+    assert order.index("pool") < order.index("relu6" if act == "relu6" else "relu")  # the ReLU moved
+    x = torch.randn(2, 3, 21, 26) * 4
+    xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    a, b = net(xa), graph(xb)
+    assert torch.equal(a, b)
+    a.square().sum().backward()
+    b.square().sum().backward()
+    assert torch.equal(xa.grad, xb.grad)
+
+
+def test_pool_before_activation_leaves_a_shared_input_alone():
+    from torch import fx
+
+    from inceptionism.models.optimize import pool_before_activation
+
+    class Net(torch.nn.Module):
+        def forward(self, x):
+            r = torch.relu(x)
+            return torch.nn.functional.max_pool2d(r, 2).sum() + x.sum()  # x also used past the ReLU
+
+    graph = pool_before_activation(fx.symbolic_trace(Net()))
+    order = [n.op + str(n.target) for n in graph.graph.nodes]
+    assert order.index("call_function" + str(torch.relu)) < order.index(
+        "call_function" + str(torch.nn.functional.max_pool2d)
+    )
+
+
+def test_bf16_extractor_holds_bf16_weights_and_leaves_the_model_alone(lite0):
+    ex = lite0.extractor(["block5"], dtype=torch.bfloat16)
+    assert ex is lite0.extractor(["block5"], dtype=torch.bfloat16)
+    assert ex is not lite0.extractor(["block5"])
+    assert all(p.dtype == torch.bfloat16 for p in ex.parameters())
+    assert lite0.module._conv_stem.weight.dtype == torch.float32
+    x = torch.rand(1, 3, 64, 80)
+    out = ex(x)["block5"]
+    ref = lite0.extractor(["block5"])(x)["block5"]
+    assert out.dtype == torch.bfloat16
+    assert torch.allclose(out.float(), ref, atol=0.05 * float(ref.abs().max()))
+    with pytest.raises(ValueError, match="fast"):
+        lite0.extractor(["block5"], fast=False, dtype=torch.bfloat16)
+
+
+def test_fast_extractor_stays_fast_in_train_mode(lite0):
+    """torchvision's dual graph module would swap the unoptimised train graph back in on .train()."""
+    ex = lite0.extractor(["block5"])
+    ex.train()
+    try:
+        assert not any("bn" in str(n.target) for n in ex.graph.graph.nodes)
+    finally:
+        ex.eval()
+
+
+def test_objective_gradients_come_back_channels_last():
+    from inceptionism.models.features import channels_last_grad
+
+    x = torch.rand(1, 8, 5, 7, requires_grad=True)
+    h = x.contiguous(memory_format=torch.channels_last)
+    seen = []
+    h.register_hook(seen.append)
+    channels_last_grad(h).mean().backward()  # the gradient of a mean is an expanded (stride 0) tensor
+    (g,) = seen
+    assert g.is_contiguous(memory_format=torch.channels_last) and g.stride(1) == 1
+    assert torch.allclose(x.grad, torch.full_like(x, 1 / x.numel()))

@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
-from torch import nn
+from torch import fx, nn
 from torchvision.models.feature_extraction import create_feature_extractor
 
 from inceptionism.errors import ConfigError
-from inceptionism.models.optimize import avg_pool_as_conv, fold_batchnorm, to_channels_last
+from inceptionism.models.optimize import avg_pool_as_conv, fold_batchnorm, pool_before_activation, to_channels_last
 from inceptionism.models.spec import ModelSpec, Preprocessing, WeightsSpec
 
 
@@ -32,6 +32,31 @@ class LayerInfo:
     stride: int | None
 
 
+class _ChannelsLastGrad(torch.autograd.Function):
+    """Identity whose backward hands on the gradient in channels_last.
+
+    An objective's gradient (the expanded gradient of a mean, the zeros around a sliced channel) comes back in
+    NCHW; added to the network's own channels_last gradients, it would turn every later addition into a slow,
+    strided one (in bf16 on CPUs, 15× slower).
+    """
+
+    @staticmethod
+    def forward(ctx: object, x: torch.Tensor) -> torch.Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: object, grad: torch.Tensor) -> torch.Tensor:
+        return grad.contiguous(memory_format=torch.channels_last)
+
+
+def channels_last_grad(x: torch.Tensor) -> torch.Tensor:
+    """``x``, with its gradient made channels_last on the way back (4-D tensors only)."""
+    if x.dim() != 4 or not x.requires_grad:
+        return x
+    out: torch.Tensor = _ChannelsLastGrad.apply(x)
+    return out
+
+
 class FeatureExtractor(nn.Module):
     """``forward(x)``: RGB (B, 3, H, W) in [0, 1] → ``{layer name: activation (B, C, h, w)}``.
 
@@ -39,19 +64,28 @@ class FeatureExtractor(nn.Module):
     """
 
     def __init__(
-        self, graph: nn.Module, preprocessing: Preprocessing, layers: tuple[str, ...], channels_last: bool = False
+        self,
+        graph: nn.Module,
+        preprocessing: Preprocessing,
+        layers: tuple[str, ...],
+        channels_last: bool = False,
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         self.graph = graph
         self.preprocessing = preprocessing
         self.layers = layers
         self.channels_last = channels_last
+        self.dtype = dtype
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         x = self.preprocessing(x)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+        if self.channels_last or self.dtype is not None:  # one copy for both
+            fmt = torch.channels_last if self.channels_last else torch.preserve_format
+            x = x.to(dtype=self.dtype or x.dtype, memory_format=fmt)
         out: dict[str, torch.Tensor] = self.graph(x)
+        if self.channels_last:
+            out = {name: channels_last_grad(act) for name, act in out.items()}
         return out
 
 
@@ -100,15 +134,18 @@ class DreamModel:
             raise ConfigError(f"layer {name!r} of {self.name} has no weights in {self.source}")
         return path
 
-    def extractor(self, layers: Sequence[str], fast: bool = True) -> FeatureExtractor:
-        """A feature extractor returning the activations of ``layers`` (cached per layer tuple).
+    def extractor(self, layers: Sequence[str], fast: bool = True, dtype: torch.dtype | None = None) -> FeatureExtractor:
+        """A feature extractor returning the activations of ``layers`` (cached per layers, speed and dtype).
 
         ``fast``: fold BatchNorm into the convolutions, run stride-1 average pools as depthwise convolutions,
-        and run in channels_last (same results, allclose; see
-        ``benchmarks/``). ``fast=False`` runs the network exactly as defined.
+        and run in channels_last (same results, allclose; see ``benchmarks/``). ``fast=False`` runs the
+        network exactly as defined. ``dtype`` (fast only): hold the weights in that dtype (bf16, fp16) and cast
+        the input to it, instead of autocast casting every weight on every call.
         """
         names = tuple(dict.fromkeys(layers))
-        key = (*names, f"fast={fast}")
+        key = (*names, f"fast={fast}", str(dtype))
+        if dtype is not None and not fast:
+            raise ValueError("a dtype needs the fast extractor (the plain one keeps the network as loaded)")
         if not names:
             raise ConfigError("no layers given: name at least one (e.g. --layers " + self.spec.default_layers[0] + ")")
         if key not in self._extractors:
@@ -119,8 +156,14 @@ class DreamModel:
                 graph = fixup(graph)
             graph.eval().requires_grad_(False)
             if fast:  # on a copy of the (truncated) graph: the loaded model itself is never changed
-                graph = to_channels_last(avg_pool_as_conv(fold_batchnorm(copy.deepcopy(graph).eval())))
-            self._extractors[key] = FeatureExtractor(graph, self.preprocessing, names, channels_last=fast)
+                copied = copy.deepcopy(graph).eval()
+                # A plain GraphModule of the eval graph: torchvision's dual module would swap the unoptimised
+                # train graph back in on .train(), and a copy of it starts in train mode.
+                graph = fold_batchnorm(fx.GraphModule(copied, copied.graph).eval())
+                graph = to_channels_last(pool_before_activation(avg_pool_as_conv(graph)))
+                if dtype is not None:
+                    graph = graph.to(dtype)
+            self._extractors[key] = FeatureExtractor(graph, self.preprocessing, names, channels_last=fast, dtype=dtype)
         return self._extractors[key]
 
     def to(self, device: torch.device | str) -> DreamModel:

@@ -28,10 +28,13 @@ class Preprocessing:
     std: tuple[float, float, float] = IMAGENET_STD
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """``x``: (B, 3, H, W) RGB in [0, 1] → normalised (B, 3, H, W), same dtype and device."""
-        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-        return (x - mean) / std
+        """``x``: (B, 3, H, W) RGB in [0, 1] → normalised (B, 3, H, W), same dtype and device.
+
+        One fused multiply-add, ``x * (1 / std) - mean / std``: one pass over the image, forward and back.
+        """
+        scale = torch.tensor([1 / s for s in self.std], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+        shift = torch.tensor([-m / s for m, s in zip(self.mean, self.std, strict=True)], dtype=x.dtype)
+        return torch.addcmul(shift.to(x.device).view(1, 3, 1, 1), x, scale)
 
     def describe(self) -> str:
         if self.mean == (0.5, 0.5, 0.5) and self.std == (0.5, 0.5, 0.5):
