@@ -172,3 +172,61 @@ def test_objective_gradients_come_back_channels_last():
     (g,) = seen
     assert g.is_contiguous(memory_format=torch.channels_last) and g.stride(1) == 1
     assert torch.allclose(x.grad, torch.full_like(x, 1 / x.numel()))
+
+
+class _Block(torch.nn.Module):
+    """An Inception block's heads: three 1×1 convolutions of one input, each with its ReLU, and a pool branch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.c = (torch.nn.Conv2d(6, n, 1) for n in (4, 3, 5))
+        self.b2 = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.d = torch.nn.Conv2d(6, 2, 1, bias=False)  # no ReLU: left alone
+        self.six = torch.nn.Conv2d(6, 3, 1)
+
+    def forward(self, x):
+        a = torch.nn.functional.relu(self.a(x), inplace=True)
+        b = torch.relu(self.b2(torch.relu(self.b(x))))
+        c = torch.relu(self.c(x))
+        six = torch.nn.functional.relu6(self.six(x))
+        return torch.cat([a, b, c, self.d(x), six], 1)
+
+
+def test_merge_sibling_convs_is_one_wider_convolution():
+    from torch import fx
+
+    from inceptionism.models.optimize import merge_sibling_convs
+
+    torch.manual_seed(0)
+    net = _Block().eval().requires_grad_(False)
+    graph = merge_sibling_convs(fx.symbolic_trace(net))
+    convs = [m for m in graph.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert sorted(c.out_channels for c in convs) == [2, 3, 4, 12]  # a+b+c merged; d, six and b2 stay
+    x = torch.randn(2, 6, 9, 11)
+    xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    a, b = net(xa), graph(xb)
+    assert torch.allclose(a, b, atol=1e-6)
+    a.square().sum().backward()
+    b.square().sum().backward()
+    assert torch.allclose(xa.grad, xb.grad, atol=1e-5)
+
+
+def test_merged_inception_extractor_matches_the_plain_graph():
+    import torchvision
+
+    from inceptionism.models.features import DreamModel
+    from inceptionism.models.registry import get_model_spec
+
+    torch.manual_seed(0)
+    spec = get_model_spec("inception_v3")
+    net = torchvision.models.inception_v3(weights=None, aux_logits=True, init_weights=False)
+    model = DreamModel(spec, net, spec.weights, "random weights for a structural test")
+    plain, fast = model.extractor(["Mixed_5c"], fast=False), model.extractor(["Mixed_5c"])
+    assert sum(1 for n in fast.graph.graph.nodes if str(n.target).startswith("_merged")) == 2  # Mixed_5b, 5c
+    x = torch.rand(1, 3, 107, 139)
+    xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    a, b = plain(xa)["Mixed_5c"], fast(xb)["Mixed_5c"]
+    assert torch.allclose(a, b, rtol=1e-4, atol=1e-4 * float(a.detach().abs().max()))
+    a.mean().backward()
+    b.mean().backward()
+    assert torch.allclose(xa.grad, xb.grad, rtol=1e-3, atol=1e-3 * float(xa.grad.abs().max()))

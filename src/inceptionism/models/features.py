@@ -18,7 +18,13 @@ from torch import fx, nn
 from torchvision.models.feature_extraction import create_feature_extractor
 
 from inceptionism.errors import ConfigError
-from inceptionism.models.optimize import avg_pool_as_conv, fold_batchnorm, pool_before_activation, to_channels_last
+from inceptionism.models.optimize import (
+    avg_pool_as_conv,
+    fold_batchnorm,
+    merge_sibling_convs,
+    pool_before_activation,
+    to_channels_last,
+)
 from inceptionism.models.spec import ModelSpec, Preprocessing, WeightsSpec
 
 
@@ -160,7 +166,8 @@ class DreamModel:
                 # A plain GraphModule of the eval graph: torchvision's dual module would swap the unoptimised
                 # train graph back in on .train(), and a copy of it starts in train mode.
                 graph = fold_batchnorm(fx.GraphModule(copied, copied.graph).eval())
-                graph = to_channels_last(pool_before_activation(avg_pool_as_conv(graph)))
+                graph = merge_sibling_convs(pool_before_activation(avg_pool_as_conv(graph)))
+                graph = to_channels_last(graph)
                 if dtype is not None:
                     graph = graph.to(dtype)
             self._extractors[key] = FeatureExtractor(graph, self.preprocessing, names, channels_last=fast, dtype=dtype)

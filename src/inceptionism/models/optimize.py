@@ -6,6 +6,9 @@ never changed, so every extractor of a model stays independent and ``fast=False`
 
 from __future__ import annotations
 
+import operator
+from typing import cast
+
 import torch
 from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
@@ -164,5 +167,75 @@ def pool_before_activation(graph: fx.GraphModule) -> fx.GraphModule:
         changed = True
     if changed:
         graph.graph.lint()
+        graph.recompile()
+    return graph
+
+
+def _pointwise_conv(module: nn.Module | None) -> nn.Conv2d | None:
+    """``module`` if it is a plain 1×1 convolution (stride 1, no padding, one group), else None."""
+    if type(module) is not nn.Conv2d:
+        return None
+    plain = module.stride == (1, 1) and module.padding == (0, 0) and module.dilation == (1, 1)
+    return module if module.kernel_size == (1, 1) and plain and module.groups == 1 else None
+
+
+def _activation_kind(node: fx.Node, modules: dict[str, nn.Module]) -> str | None:
+    """``"relu"`` or ``"relu6"`` for an activation node, else None."""
+    if not _is_activation(node, modules):
+        return None
+    if node.op == "call_module":
+        return "relu6" if type(modules.get(str(node.target))) is nn.ReLU6 else "relu"
+    return "relu6" if node.target is torch.nn.functional.relu6 else "relu"
+
+
+def merge_sibling_convs(graph: fx.GraphModule) -> fx.GraphModule:
+    """Run the 1×1 convolutions that read the same tensor (Inception's branch heads) as one wider convolution.
+
+    ``relu(conv_a(x)), relu(conv_b(x)), …`` becomes ``split(relu(conv_ab(x)))``: the same values, but one
+    larger matrix product instead of several thin ones, one activation, and in the backward pass one input
+    gradient instead of several that must then be added up. Only convolutions followed by nothing but a
+    ReLU (or ReLU6) are merged.
+    """
+    modules = dict(graph.named_modules())
+    order = {node: i for i, node in enumerate(graph.graph.nodes)}
+    count = 0
+    for source in list(graph.graph.nodes):
+        groups: dict[str, list[tuple[fx.Node, nn.Conv2d, fx.Node]]] = {}
+        for user in source.users:
+            conv = _pointwise_conv(modules.get(str(user.target))) if user.op == "call_module" else None
+            if conv is None or user.args != (source,) or user.kwargs or len(user.users) != 1:
+                continue
+            act = next(iter(user.users))
+            kind = _activation_kind(act, modules)
+            if kind is not None and act.args and act.args[0] is user:
+                groups.setdefault(kind, []).append((user, conv, act))
+        for kind, members in groups.items():
+            if len(members) < 2:
+                continue
+            members.sort(key=lambda m: order[m[0]])
+            convs = [conv for _, conv, _ in members]
+            merged = nn.Conv2d(convs[0].in_channels, sum(c.out_channels for c in convs), 1)
+            with torch.no_grad():
+                merged.weight.copy_(torch.cat([c.weight for c in convs]))
+                biases = [c.bias if c.bias is not None else torch.zeros(c.out_channels) for c in convs]
+                cast(torch.Tensor, merged.bias).copy_(torch.cat(biases))
+            merged.requires_grad_(False).eval()
+            name = f"_merged_{count}"
+            count += 1
+            graph.add_submodule(name, merged)
+            activation = torch.nn.functional.relu6 if kind == "relu6" else torch.relu
+            with graph.graph.inserting_before(members[0][0]):
+                wide = graph.graph.call_module(name, (source,))
+                wide = graph.graph.call_function(activation, (wide,))
+                sizes = [c.out_channels for c in convs]
+                parts = graph.graph.call_function(torch.split, (wide, sizes), {"dim": 1})
+                items = [graph.graph.call_function(operator.getitem, (parts, i)) for i in range(len(members))]
+            for (conv_node, _, act), item in zip(members, items, strict=True):
+                act.replace_all_uses_with(item)
+                graph.graph.erase_node(act)
+                graph.graph.erase_node(conv_node)
+    if count:
+        graph.graph.lint()
+        graph.delete_all_unused_submodules()
         graph.recompile()
     return graph
