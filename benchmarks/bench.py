@@ -201,6 +201,7 @@ def child_w1(precision: str) -> None:
 
 
 def child_w2(megapixels: float, steps: int) -> None:
+    from inceptionism.allocator import reuse_freed_memory
     from inceptionism.config import DreamConfig
     from inceptionism.engine import Dreamer, build_objective
     from inceptionism.models import load_model
@@ -215,8 +216,9 @@ def child_w2(megapixels: float, steps: int) -> None:
     d = Dreamer(model, build_objective(cfg, model), cfg, bench_device())
     tile = d.tile_size(h, w)
     g = torch.Generator().manual_seed(0)
-    d.step(image, g, tile)  # warm-up
-    s = median_time(lambda: d.step(image, g, tile), reps=steps, warmup=0)
+    with reuse_freed_memory(bench_device().type == "cpu"):  # as Dreamer.run does
+        d.step(image, g, tile)  # warm-up
+        s = median_time(lambda: d.step(image, g, tile), reps=steps, warmup=0)
     print(json.dumps({"h": h, "w": w, "tile": tile, "s_per_step": s, "rss": peak_rss_mb()}))
 
 

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 
 import torch
 
+from inceptionism.allocator import reuse_freed_memory
 from inceptionism.config import DreamConfig, parse_layers
 from inceptionism.devices import autocast, compute_dtype, pick_precision
 from inceptionism.errors import InceptionismError
-from inceptionism.memory import is_out_of_memory, measure_bytes_per_pixel, parse_bytes, plan_tile
+from inceptionism.memory import free_memory, is_out_of_memory, measure_bytes_per_pixel, parse_bytes, plan_tile
 from inceptionism.models import DreamModel, FeatureExtractor
 from inceptionism.objectives import Objective, layer
 from inceptionism.tiling import tiled_gradient
@@ -79,6 +80,7 @@ class Dreamer:
         self._bytes_per_pixel: float | None = None
         self._batch = 1
         self._tile_cap: int | None = None  # set when a step ran out of memory: no larger tiles afterwards
+        self._free: int | None = None  # bytes free when the run started
 
     def score(self, x: torch.Tensor) -> torch.Tensor:
         """Objective per batch item (B,) for images (B, 3, h, w) in [0, 1]."""
@@ -94,7 +96,7 @@ class Dreamer:
                 self.extractor, self.objective, self.device, autocast(self.precision, self.device)
             )
         cap = parse_bytes(self.config.max_memory) if self.config.max_memory else None
-        plan = plan_tile(height, width, self._bytes_per_pixel, self.device, cap)
+        plan = plan_tile(height, width, self._bytes_per_pixel, self.device, cap, free=self._free)
         self._batch = plan.batch if self._tile_cap is None else 1
         return min(plan.tile_size, self._tile_cap or plan.tile_size)
 
@@ -110,10 +112,15 @@ class Dreamer:
 
     def run(self, image: torch.Tensor, callback: Callback | None = None) -> torch.Tensor:
         """Dream on ``image`` (1, 3, H, W) in [0, 1]; returns the dream, same shape, on the CPU."""
-        cfg = self.config
         if image.dim() != 4 or image.shape[:2] != (1, 3):
             raise ValueError(f"expected an image of shape (1, 3, H, W), got {tuple(image.shape)}")
+        with reuse_freed_memory(self.device.type == "cpu"):
+            return self._run(image, callback)
+
+    def _run(self, image: torch.Tensor, callback: Callback | None) -> torch.Tensor:
+        cfg = self.config
         generator = torch.Generator().manual_seed(cfg.seed)
+        self._free = free_memory(self.device)  # once: memory kept for reuse later in the run is ours anyway
         base = image.to(self.device, torch.float32)
         height, width = base.shape[-2:]
         octaves = cfg.octaves or auto_octaves(height, width, cfg.octave_scale)

@@ -106,13 +106,18 @@ def measure_bytes_per_pixel(extractor: nn.Module, score: object, device: torch.d
 
 
 def plan_tile(
-    height: int, width: int, bytes_per_pixel: float, device: torch.device, max_memory: int | None
+    height: int,
+    width: int,
+    bytes_per_pixel: float,
+    device: torch.device,
+    max_memory: int | None,
+    free: int | None = None,
 ) -> TilePlan:
     """Largest tile (a multiple of 32, 64…1024 px, at most the image) whose step fits the memory budget.
 
     An image with no more pixels than such a tile is not tiled at all, even if one side is longer.
     """
-    budget = int(free_memory(device) * FREE_SHARE)
+    budget = int((free if free is not None else free_memory(device)) * FREE_SHARE)
     if max_memory is not None:
         budget = min(budget, max_memory)
     side = int(math.sqrt(budget / (bytes_per_pixel * OVERHEAD)))

@@ -21,6 +21,7 @@ from inceptionism.errors import ConfigError
 from inceptionism.models.optimize import (
     avg_pool_as_conv,
     fold_batchnorm,
+    guard_strided_depthwise,
     merge_sibling_convs,
     pool_before_activation,
     to_channels_last,
@@ -167,6 +168,8 @@ class DreamModel:
                 # train graph back in on .train(), and a copy of it starts in train mode.
                 graph = fold_batchnorm(fx.GraphModule(copied, copied.graph).eval())
                 graph = merge_sibling_convs(pool_before_activation(avg_pool_as_conv(graph)))
+                if dtype is not None:
+                    graph = guard_strided_depthwise(graph)
                 graph = to_channels_last(graph)
                 if dtype is not None:
                     graph = graph.to(dtype)
