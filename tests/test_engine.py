@@ -116,3 +116,13 @@ def test_auto_precision_follows_the_hardware(monkeypatch):
     assert devices.pick_precision("auto", cpu) == "fp32"
     assert devices.pick_precision("fp16", cpu) == "fp16"
     assert devices.pick_precision("auto", torch.device("mps")) == "fp32"
+
+
+def test_compiled_extractor_dreams_like_the_eager_one(lite0):
+    """``--compile`` end to end (a shallow layer and a small image keep the compile to seconds)."""
+    image = torch.rand(1, 3, 64, 80, generator=torch.Generator().manual_seed(0))
+    outs = []
+    for compile_ in (False, True):
+        cfg = DreamConfig(layers=("block3",), octaves=1, steps=2, precision="fp32", compile=compile_).validate()
+        outs.append(Dreamer(lite0, build_objective(cfg, lite0), cfg, torch.device("cpu")).run(image))
+    assert torch.allclose(outs[0], outs[1], atol=1e-3)

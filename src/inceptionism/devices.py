@@ -41,8 +41,8 @@ def cpu_has_native_bf16() -> bool:
 def pick_precision(name: str, device: torch.device) -> str:
     """``auto``: the fastest precision that keeps the picture (measured, README "Speed and memory").
 
-    bf16 on CUDA GPUs that have it, else fp16; on CPUs bf16 where the hardware has it (1.2× on the default
-    model, 1.6× on InceptionV3), else fp32; fp32 on Apple's MPS.
+    bf16 on CUDA GPUs that have it, else fp16; on CPUs bf16 where the hardware has it (1.5× on the default
+    model, 1.7× on InceptionV3), else fp32; fp32 on Apple's MPS.
     """
     if name != "auto":
         return name

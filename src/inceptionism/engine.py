@@ -85,7 +85,8 @@ class Dreamer:
     def score(self, x: torch.Tensor) -> torch.Tensor:
         """Objective per batch item (B,) for images (B, 3, h, w) in [0, 1]."""
         with autocast(self.precision, self.device):
-            return self.objective((self._compiled or self.extractor)(x)).float()
+            extractor = self._compiled if self._compiled is not None else self.extractor
+            return self.objective(extractor(x)).float()
 
     def tile_size(self, height: int, width: int) -> int:
         """The configured tile size, or the largest that fits the memory budget (measured once per run)."""
