@@ -1,7 +1,15 @@
-"""Speed levers on a traced feature extractor that keep its results (allclose): BN folding, channels_last.
+"""Speed levers on a traced feature extractor that keep its results (allclose), each kept because it measured.
+
+- :func:`fold_batchnorm`: eval BatchNorm folded into the convolution before it.
+- :func:`avg_pool_as_conv`: stride-1 average pools as depthwise convolutions (:class:`BoxFilter`).
+- :func:`pool_before_activation`: ``max_pool(relu(x))`` → ``relu(max_pool(x))`` (exact).
+- :func:`merge_sibling_convs`: 1×1 convolutions reading one tensor run as one wider convolution.
+- :func:`guard_strided_depthwise`: bf16/fp16 strided depthwise convolutions take their input gradient in fp32.
+- :func:`to_channels_last`: NHWC weights (and, in the extractor, inputs).
 
 Applied to a copy of the extractor's graph (holding only the layers it runs): the loaded model's modules are
 never changed, so every extractor of a model stays independent and ``fast=False`` stays the plain network.
+Figures: README "Speed and memory" (``benchmarks/bench.py``).
 """
 
 from __future__ import annotations
