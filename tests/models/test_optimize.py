@@ -198,11 +198,12 @@ def test_merge_sibling_convs_is_one_wider_convolution():
     from inceptionism.models.optimize import merge_sibling_convs
 
     torch.manual_seed(0)
-    net = _Block().eval().requires_grad_(False)
+    net = _Block().double().eval().requires_grad_(False)  # float64 stands in for "not the default" (a GPU)
     graph = merge_sibling_convs(fx.symbolic_trace(net))
     convs = [m for m in graph.modules() if isinstance(m, torch.nn.Conv2d)]
     assert sorted(c.out_channels for c in convs) == [2, 3, 4, 12]  # a+b+c merged; d, six and b2 stay
-    x = torch.randn(2, 6, 9, 11)
+    assert all(p.dtype == torch.float64 for p in graph.parameters())
+    x = torch.randn(2, 6, 9, 11, dtype=torch.float64)
     xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
     a, b = net(xa), graph(xb)
     assert torch.allclose(a, b, atol=1e-6)

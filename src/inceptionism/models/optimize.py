@@ -222,10 +222,13 @@ def merge_sibling_convs(graph: fx.GraphModule) -> fx.GraphModule:
                 continue
             members.sort(key=lambda m: order[m[0]])
             convs = [conv for _, conv, _ in members]
-            merged = nn.Conv2d(convs[0].in_channels, sum(c.out_channels for c in convs), 1)
+            like = convs[0].weight  # the merged convolution lives where its parts do (a GPU), in their dtype
+            merged = nn.Conv2d(
+                convs[0].in_channels, sum(c.out_channels for c in convs), 1, device=like.device, dtype=like.dtype
+            )
             with torch.no_grad():
                 merged.weight.copy_(torch.cat([c.weight for c in convs]))
-                biases = [c.bias if c.bias is not None else torch.zeros(c.out_channels) for c in convs]
+                biases = [c.bias if c.bias is not None else torch.zeros_like(like[:, 0, 0, 0]) for c in convs]
                 cast(torch.Tensor, merged.bias).copy_(torch.cat(biases))
             merged.requires_grad_(False).eval()
             name = f"_merged_{count}"
