@@ -201,7 +201,8 @@ def test_merge_sibling_convs_is_one_wider_convolution():
     net = _Block().double().eval().requires_grad_(False)  # float64 stands in for "not the default" (a GPU)
     graph = merge_sibling_convs(fx.symbolic_trace(net))
     convs = [m for m in graph.modules() if isinstance(m, torch.nn.Conv2d)]
-    assert sorted(c.out_channels for c in convs) == [2, 3, 4, 12]  # a+b+c merged; d, six and b2 stay
+    # a, b, c (ReLU) and d (no activation) merged; six (the other activation) and b2 (another input) stay
+    assert sorted(c.out_channels for c in convs) == [3, 4, 14]
     assert all(p.dtype == torch.float64 for p in graph.parameters())
     x = torch.randn(2, 6, 9, 11, dtype=torch.float64)
     xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
@@ -223,7 +224,8 @@ def test_merged_inception_extractor_matches_the_plain_graph():
     net = torchvision.models.inception_v3(weights=None, aux_logits=True, init_weights=False)
     model = DreamModel(spec, net, spec.weights, "random weights for a structural test")
     plain, fast = model.extractor(["Mixed_5c"], fast=False), model.extractor(["Mixed_5c"])
-    assert sum(1 for n in fast.graph.graph.nodes if str(n.target).startswith("_merged")) == 2  # Mixed_5b, 5c
+    merged = sorted(m.out_channels for name, m in fast.graph.named_modules() if name.startswith("_merged"))
+    assert merged == [208, 240]  # Mixed_5b: 64 + 48 + 64 + the pool branch's 32; Mixed_5c: … + 64
     x = torch.rand(1, 3, 107, 139)
     xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
     a, b = plain(xa)["Mixed_5c"], fast(xb)["Mixed_5c"]
@@ -259,3 +261,33 @@ def test_bf16_lite_extractor_guards_its_strided_depthwise_convolutions(lite0):
 
     assert guarded(lite0.extractor(["block10"], dtype=torch.bfloat16)) == 3  # the stride-2 stages before block10
     assert guarded(lite0.extractor(["block10"])) == 0  # fp32 needs no guard
+
+
+@pytest.mark.parametrize("include_pad", [True, False])
+def test_conv_before_box_filter_is_exact(include_pad):
+    import torch.nn.functional as F
+    from torch import fx, nn
+
+    from inceptionism.models.optimize import BoxFilter, avg_pool_as_conv, conv_before_box_filter
+
+    class PoolBranch(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(6, 3, 1)
+
+        def forward(self, x):
+            return torch.relu(self.conv(F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=include_pad)))
+
+    torch.manual_seed(0)
+    net = PoolBranch().eval().requires_grad_(False)
+    graph = conv_before_box_filter(avg_pool_as_conv(fx.symbolic_trace(net)))
+    kinds = [type(graph.get_submodule(str(n.target))).__name__ for n in graph.graph.nodes if n.op == "call_module"]
+    assert kinds == ["Conv2d", "BoxFilter"]  # the convolution now runs first, on the 6 input channels
+    assert all(m.bias is not None for m in graph.modules() if isinstance(m, BoxFilter))
+    x = torch.randn(2, 6, 9, 11)
+    xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    a, b = net(xa), graph(xb)
+    assert torch.allclose(a, b, atol=1e-6)
+    a.square().sum().backward()
+    b.square().sum().backward()
+    assert torch.allclose(xa.grad, xb.grad, atol=1e-5)

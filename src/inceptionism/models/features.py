@@ -20,6 +20,7 @@ from torchvision.models.feature_extraction import create_feature_extractor
 from inceptionism.errors import ConfigError
 from inceptionism.models.optimize import (
     avg_pool_as_conv,
+    conv_before_box_filter,
     fold_batchnorm,
     guard_strided_depthwise,
     merge_sibling_convs,
@@ -167,7 +168,8 @@ class DreamModel:
                 # A plain GraphModule of the eval graph: torchvision's dual module would swap the unoptimised
                 # train graph back in on .train(), and a copy of it starts in train mode.
                 graph = fold_batchnorm(fx.GraphModule(copied, copied.graph).eval())
-                graph = merge_sibling_convs(pool_before_activation(avg_pool_as_conv(graph)))
+                graph = pool_before_activation(conv_before_box_filter(avg_pool_as_conv(graph)))
+                graph = merge_sibling_convs(graph)
                 if dtype is not None:
                     graph = guard_strided_depthwise(graph)
                 graph = to_channels_last(graph)

@@ -2,6 +2,7 @@
 
 - :func:`fold_batchnorm`: eval BatchNorm folded into the convolution before it.
 - :func:`avg_pool_as_conv`: stride-1 average pools as depthwise convolutions (:class:`BoxFilter`).
+- :func:`conv_before_box_filter`: a 1×1 convolution after an average pool moves in front of it (exact).
 - :func:`pool_before_activation`: ``max_pool(relu(x))`` → ``relu(max_pool(x))`` (exact).
 - :func:`merge_sibling_convs`: 1×1 convolutions reading one tensor run as one wider convolution.
 - :func:`guard_strided_depthwise`: bf16/fp16 strided depthwise convolutions take their input gradient in fp32.
@@ -73,11 +74,18 @@ class BoxFilter(nn.Module):
     """``avg_pool2d(x, k, stride=1, padding=pad)`` as a depthwise convolution (fast in bf16 on oneDNN).
 
     The averaging weights (1/k² folded in) are made once per channel count, dtype and device, not every call.
+    ``bias`` (per channel, added after averaging) lets a following 1×1 convolution move in front of the pool
+    (:func:`conv_before_box_filter`).
     """
 
-    def __init__(self, kernel_size: int, padding: int, count_include_pad: bool) -> None:
+    bias: torch.Tensor | None
+
+    def __init__(
+        self, kernel_size: int, padding: int, count_include_pad: bool, bias: torch.Tensor | None = None
+    ) -> None:
         super().__init__()
         self.kernel_size, self.padding, self.count_include_pad = kernel_size, padding, count_include_pad
+        self.register_buffer("bias", bias)
         self._weights: dict[tuple[int, torch.dtype, torch.device], torch.Tensor] = {}
         self._counts: dict[tuple[int, int, torch.dtype, torch.device], torch.Tensor] = {}
 
@@ -86,10 +94,11 @@ class BoxFilter(nn.Module):
         key = (channels, x.dtype, x.device)
         if key not in self._weights:
             self._weights[key] = torch.full((channels, 1, k, k), 1 / (k * k), dtype=x.dtype, device=x.device)
-        mean = torch.nn.functional.conv2d(x, self._weights[key], padding=pad, groups=channels)
         if self.count_include_pad or pad == 0:
-            return mean
-        return mean * self._border_correction(x)
+            return torch.nn.functional.conv2d(x, self._weights[key], self.bias, padding=pad, groups=channels)
+        mean = torch.nn.functional.conv2d(x, self._weights[key], padding=pad, groups=channels)
+        mean = mean * self._border_correction(x)
+        return mean if self.bias is None else mean + self.bias.view(1, -1, 1, 1)
 
     def _border_correction(self, x: torch.Tensor) -> torch.Tensor:
         """k² / (pixels inside the image) per output pixel: the pool excludes the padding from its count."""
@@ -103,7 +112,9 @@ class BoxFilter(nn.Module):
         return self._counts[key]
 
     def extra_repr(self) -> str:
-        return f"kernel_size={self.kernel_size}, padding={self.padding}, count_include_pad={self.count_include_pad}"
+        bias = ", bias=True" if self.bias is not None else ""
+        pad = f"padding={self.padding}, count_include_pad={self.count_include_pad}"
+        return f"kernel_size={self.kernel_size}, {pad}{bias}"
 
 
 def avg_pool_as_conv(graph: fx.GraphModule) -> fx.GraphModule:
@@ -196,55 +207,101 @@ def _activation_kind(node: fx.Node, modules: dict[str, nn.Module]) -> str | None
     return "relu6" if node.target is torch.nn.functional.relu6 else "relu"
 
 
+def conv_before_box_filter(graph: fx.GraphModule) -> fx.GraphModule:
+    """Rewrite ``conv1x1(box_filter(x))`` as ``box_filter(conv1x1(x)) + bias``: the same values.
+
+    Both are linear, so they commute (the bias moves behind the average). Inception's pool branches average
+    all of a block's input channels and then keep a few: averaging after the convolution touches 4–6× fewer
+    channels, and the convolution now reads the block input like its sibling heads, so it merges with them.
+    """
+    modules = dict(graph.named_modules())
+    count = 0
+    for pool in list(graph.graph.nodes):
+        box = modules.get(str(pool.target)) if pool.op == "call_module" else None
+        if not isinstance(box, BoxFilter) or box.bias is not None or len(pool.users) != 1:
+            continue
+        conv_node = next(iter(pool.users))
+        conv = _pointwise_conv(modules.get(str(conv_node.target))) if conv_node.op == "call_module" else None
+        if conv is None or conv_node.args != (pool,) or conv_node.kwargs or not isinstance(pool.args[0], fx.Node):
+            continue
+        w = conv.weight
+        plain = nn.Conv2d(conv.in_channels, conv.out_channels, 1, bias=False, device=w.device, dtype=w.dtype)
+        with torch.no_grad():
+            plain.weight.copy_(w)
+        bias = conv.bias.detach().clone() if conv.bias is not None else None
+        graph.add_submodule(f"_pre_pool_conv_{count}", plain.requires_grad_(False).eval())
+        graph.add_submodule(f"_box_bias_{count}", BoxFilter(box.kernel_size, box.padding, box.count_include_pad, bias))
+        source = pool.args[0]
+        conv_node.replace_all_uses_with(pool)
+        conv_node.args, conv_node.target = (source,), f"_pre_pool_conv_{count}"
+        pool.args, pool.target = (conv_node,), f"_box_bias_{count}"
+        conv_node.append(pool)
+        count += 1
+    if count:
+        graph.graph.lint()
+        graph.delete_all_unused_submodules()
+        graph.recompile()
+    return graph
+
+
 def merge_sibling_convs(graph: fx.GraphModule) -> fx.GraphModule:
     """Run the 1×1 convolutions that read the same tensor (Inception's branch heads) as one wider convolution.
 
-    ``relu(conv_a(x)), relu(conv_b(x)), …`` becomes ``split(relu(conv_ab(x)))``: the same values, but one
-    larger matrix product instead of several thin ones, one activation, and in the backward pass one input
-    gradient instead of several that must then be added up. Only convolutions followed by nothing but a
-    ReLU (or ReLU6) are merged.
+    ``relu(conv_a(x)), relu(conv_b(x)), conv_c(x)`` becomes one ``conv_abc(x)`` split in two: ``relu`` over the
+    a-b block (split again), and c as it is. The same values, but one larger matrix product instead of several
+    thin ones, one activation, and in the backward pass one input gradient instead of several that must then
+    be added up.
     """
     modules = dict(graph.named_modules())
     order = {node: i for i, node in enumerate(graph.graph.nodes)}
     count = 0
     for source in list(graph.graph.nodes):
-        groups: dict[str, list[tuple[fx.Node, nn.Conv2d, fx.Node]]] = {}
-        for user in source.users:
+        activated: dict[str, list[tuple[fx.Node, nn.Conv2d, fx.Node]]] = {}
+        plain: list[tuple[fx.Node, nn.Conv2d]] = []
+        for user in sorted(source.users, key=order.__getitem__):
             conv = _pointwise_conv(modules.get(str(user.target))) if user.op == "call_module" else None
             if conv is None or user.args != (source,) or user.kwargs or len(user.users) != 1:
                 continue
             act = next(iter(user.users))
             kind = _activation_kind(act, modules)
-            if kind is not None and act.args and act.args[0] is user:
-                groups.setdefault(kind, []).append((user, conv, act))
-        for kind, members in groups.items():
-            if len(members) < 2:
-                continue
-            members.sort(key=lambda m: order[m[0]])
-            convs = [conv for _, conv, _ in members]
-            like = convs[0].weight  # the merged convolution lives where its parts do (a GPU), in their dtype
-            merged = nn.Conv2d(
-                convs[0].in_channels, sum(c.out_channels for c in convs), 1, device=like.device, dtype=like.dtype
-            )
-            with torch.no_grad():
-                merged.weight.copy_(torch.cat([c.weight for c in convs]))
-                biases = [c.bias if c.bias is not None else torch.zeros_like(like[:, 0, 0, 0]) for c in convs]
-                cast(torch.Tensor, merged.bias).copy_(torch.cat(biases))
-            merged.requires_grad_(False).eval()
-            name = f"_merged_{count}"
-            count += 1
-            graph.add_submodule(name, merged)
-            activation = torch.nn.functional.relu6 if kind == "relu6" else torch.relu
-            with graph.graph.inserting_before(members[0][0]):
-                wide = graph.graph.call_module(name, (source,))
-                wide = graph.graph.call_function(activation, (wide,))
-                sizes = [c.out_channels for c in convs]
-                parts = graph.graph.call_function(torch.split, (wide, sizes), {"dim": 1})
-                items = [graph.graph.call_function(operator.getitem, (parts, i)) for i in range(len(members))]
-            for (conv_node, _, act), item in zip(members, items, strict=True):
-                act.replace_all_uses_with(item)
-                graph.graph.erase_node(act)
-                graph.graph.erase_node(conv_node)
+            if kind is not None and act.args and act.args[0] is user and len(act.args) == 1:
+                activated.setdefault(kind, []).append((user, conv, act))
+            else:
+                plain.append((user, conv))
+        kind, heads = max(activated.items(), key=lambda kv: len(kv[1]), default=("relu", []))
+        if len(heads) + len(plain) < 2:
+            continue
+        convs = [conv for _, conv, _ in heads] + [conv for _, conv in plain]
+        like = convs[0].weight  # the merged convolution lives where its parts do (a GPU), in their dtype
+        merged = nn.Conv2d(like.shape[1], sum(c.out_channels for c in convs), 1, device=like.device, dtype=like.dtype)
+        with torch.no_grad():
+            merged.weight.copy_(torch.cat([c.weight for c in convs]))
+            biases = [c.bias if c.bias is not None else torch.zeros_like(c.weight[:, 0, 0, 0]) for c in convs]
+            cast(torch.Tensor, merged.bias).copy_(torch.cat(biases))
+        name = f"_merged_{count}"
+        count += 1
+        graph.add_submodule(name, merged.requires_grad_(False).eval())
+        first = min([n for n, *_ in heads] + [n for n, _ in plain], key=order.__getitem__)
+        graph_ = graph.graph
+        with graph_.inserting_before(first):
+            wide = graph_.call_module(name, (source,))
+            head_width = sum(c.out_channels for _, c, _ in heads)
+            sizes = ([head_width] if heads else []) + [c.out_channels for _, c in plain]
+            blocks = graph_.call_function(torch.split, (wide, sizes), {"dim": 1})
+            rest = [graph_.call_function(operator.getitem, (blocks, i + bool(heads))) for i in range(len(plain))]
+            items = []
+            if heads:
+                activation = torch.nn.functional.relu6 if kind == "relu6" else torch.relu
+                block = graph_.call_function(activation, (graph_.call_function(operator.getitem, (blocks, 0)),))
+                parts = graph_.call_function(torch.split, (block, [c.out_channels for _, c, _ in heads]), {"dim": 1})
+                items = [graph_.call_function(operator.getitem, (parts, i)) for i in range(len(heads))]
+        for (conv_node, _, act), item in zip(heads, items, strict=True):
+            act.replace_all_uses_with(item)
+            graph_.erase_node(act)
+            graph_.erase_node(conv_node)
+        for (conv_node, _), item in zip(plain, rest, strict=True):
+            conv_node.replace_all_uses_with(item)
+            graph_.erase_node(conv_node)
     if count:
         graph.graph.lint()
         graph.delete_all_unused_submodules()
