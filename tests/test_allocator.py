@@ -72,3 +72,18 @@ def test_settings_are_set_once_and_restored_after_the_outermost_run(monkeypatch)
 def test_not_glibc_is_a_no_op(monkeypatch):
     monkeypatch.setattr(sys, "platform", "darwin")
     assert _glibc() is None
+
+
+def test_a_cpu_dream_runs_inside_it(monkeypatch):
+    from inceptionism import allocator
+    from inceptionism.config import DreamConfig
+    from inceptionism.engine import Dreamer, build_objective
+    from inceptionism.models import load_model
+
+    libc = _FakeLibc()
+    monkeypatch.setattr(allocator, "_glibc", lambda: libc)
+    model = load_model("efficientnet-lite0")
+    cfg = DreamConfig(layers=("block3",), octaves=1, steps=1).validate()
+    Dreamer(model, build_objective(cfg, model), cfg, torch.device("cpu")).run(torch.rand(1, 3, 48, 64))
+    assert libc.calls[0] == ("mallopt", allocator.M_MMAP_MAX, 0)
+    assert libc.calls[-1] == ("malloc_trim", 0, 0)
