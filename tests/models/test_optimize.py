@@ -174,6 +174,16 @@ def test_objective_gradients_come_back_channels_last():
     assert torch.allclose(x.grad, torch.full_like(x, 1 / x.numel()))
 
 
+def _assert_same_values_and_gradients(net, graph, x):
+    """A rewritten graph computes what the network does, forward and backward (to rounding)."""
+    xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    a, b = net(xa), graph(xb)
+    assert torch.allclose(a, b, atol=1e-6)
+    a.square().sum().backward()
+    b.square().sum().backward()
+    assert torch.allclose(xa.grad, xb.grad, atol=1e-5)
+
+
 class _Block(torch.nn.Module):
     """An Inception block's heads: three 1×1 convolutions of one input, each with its ReLU, and a pool branch."""
 
@@ -204,13 +214,7 @@ def test_merge_sibling_convs_is_one_wider_convolution():
     # a, b, c (ReLU) and d (no activation) merged; six (the other activation) and b2 (another input) stay
     assert sorted(c.out_channels for c in convs) == [3, 4, 14]
     assert all(p.dtype == torch.float64 for p in graph.parameters())
-    x = torch.randn(2, 6, 9, 11, dtype=torch.float64)
-    xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
-    a, b = net(xa), graph(xb)
-    assert torch.allclose(a, b, atol=1e-6)
-    a.square().sum().backward()
-    b.square().sum().backward()
-    assert torch.allclose(xa.grad, xb.grad, atol=1e-5)
+    _assert_same_values_and_gradients(net, graph, torch.randn(2, 6, 9, 11, dtype=torch.float64))
 
 
 def test_merged_inception_extractor_matches_the_plain_graph():
@@ -284,10 +288,4 @@ def test_conv_before_box_filter_is_exact(include_pad):
     kinds = [type(graph.get_submodule(str(n.target))).__name__ for n in graph.graph.nodes if n.op == "call_module"]
     assert kinds == ["Conv2d", "BoxFilter"]  # the convolution now runs first, on the 6 input channels
     assert all(m.bias is not None for m in graph.modules() if isinstance(m, BoxFilter))
-    x = torch.randn(2, 6, 9, 11)
-    xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
-    a, b = net(xa), graph(xb)
-    assert torch.allclose(a, b, atol=1e-6)
-    a.square().sum().backward()
-    b.square().sum().backward()
-    assert torch.allclose(xa.grad, xb.grad, atol=1e-5)
+    _assert_same_values_and_gradients(net, graph, torch.randn(2, 6, 9, 11))
