@@ -18,15 +18,7 @@ from torch import fx, nn
 from torchvision.models.feature_extraction import create_feature_extractor
 
 from inceptionism.errors import ConfigError
-from inceptionism.models.optimize import (
-    avg_pool_as_conv,
-    conv_before_box_filter,
-    fold_batchnorm,
-    guard_strided_depthwise,
-    merge_sibling_convs,
-    pool_before_activation,
-    to_channels_last,
-)
+from inceptionism.models.optimize import fast_graph
 from inceptionism.models.spec import ModelSpec, Preprocessing, WeightsSpec
 
 
@@ -145,10 +137,10 @@ class DreamModel:
     def extractor(self, layers: Sequence[str], fast: bool = True, dtype: torch.dtype | None = None) -> FeatureExtractor:
         """A feature extractor returning the activations of ``layers`` (cached per layers, speed and dtype).
 
-        ``fast``: fold BatchNorm into the convolutions, run stride-1 average pools as depthwise convolutions,
-        and run in channels_last (same results, allclose; see ``benchmarks/``). ``fast=False`` runs the
-        network exactly as defined. ``dtype`` (fast only): hold the weights in that dtype (bf16, fp16) and cast
-        the input to it, instead of autocast casting every weight on every call.
+        ``fast``: run :func:`~inceptionism.models.optimize.fast_graph` (BatchNorm folded, pools and 1×1
+        convolutions rearranged, channels_last; same results, allclose). ``fast=False`` runs the network
+        exactly as defined. ``dtype`` (fast only): hold the weights in that dtype (bf16, fp16) and cast the
+        input to it, instead of autocast casting every weight on every call.
         """
         names = tuple(dict.fromkeys(layers))
         key = (*names, f"fast={fast}", str(dtype))
@@ -167,14 +159,7 @@ class DreamModel:
                 copied = copy.deepcopy(graph).eval()
                 # A plain GraphModule of the eval graph: torchvision's dual module would swap the unoptimised
                 # train graph back in on .train(), and a copy of it starts in train mode.
-                graph = fold_batchnorm(fx.GraphModule(copied, copied.graph).eval())
-                graph = pool_before_activation(conv_before_box_filter(avg_pool_as_conv(graph)))
-                graph = merge_sibling_convs(graph)
-                if dtype is not None:
-                    graph = guard_strided_depthwise(graph)
-                graph = to_channels_last(graph)
-                if dtype is not None:
-                    graph = graph.to(dtype)
+                graph = fast_graph(fx.GraphModule(copied, copied.graph).eval(), dtype)
             self._extractors[key] = FeatureExtractor(graph, self.preprocessing, names, channels_last=fast, dtype=dtype)
         return self._extractors[key]
 

@@ -8,8 +8,9 @@
 - :func:`guard_strided_depthwise`: bf16/fp16 strided depthwise convolutions take their input gradient in fp32.
 - :func:`to_channels_last`: NHWC weights (and, in the extractor, inputs).
 
-Applied to a copy of the extractor's graph (holding only the layers it runs): the loaded model's modules are
-never changed, so every extractor of a model stays independent and ``fast=False`` stays the plain network.
+:func:`fast_graph` runs them in order, on a copy of the extractor's graph (holding only the layers it
+runs): the loaded model's modules are never changed, so every extractor of a model stays independent and
+``fast=False`` stays the plain network.
 Figures: README "Speed and memory" (``benchmarks/bench.py``).
 """
 
@@ -370,3 +371,14 @@ def guard_strided_depthwise(graph: fx.GraphModule) -> fx.GraphModule:
     if count:
         graph.recompile()
     return graph
+
+
+def fast_graph(graph: fx.GraphModule, dtype: torch.dtype | None = None) -> fx.GraphModule:
+    """Every pass above, in order, on ``graph`` (changed in place); ``dtype``: hold the weights in it."""
+    graph = fold_batchnorm(graph)
+    graph = pool_before_activation(conv_before_box_filter(avg_pool_as_conv(graph)))
+    graph = merge_sibling_convs(graph)
+    if dtype is not None:
+        graph = guard_strided_depthwise(graph)
+    to_channels_last(graph)  # in place, like .to(dtype)
+    return graph.to(dtype) if dtype is not None else graph
