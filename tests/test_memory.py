@@ -60,7 +60,7 @@ def rss(field):
         return next(int(l.split()[1]) * 1024 for l in f if l.startswith(field))
 
 cap = sys.argv[1] if sys.argv[1] != "none" else None
-cfg = DreamConfig(octaves=1, steps=1, max_memory=cap).validate()
+cfg = DreamConfig(octaves=2, steps=3, max_memory=cap).validate()  # steps reuse freed memory
 model = load_model()
 d = Dreamer(model, build_objective(cfg, model), cfg, torch.device("cpu"))
 image = torch.rand(1, 3, 1024, 1024)
