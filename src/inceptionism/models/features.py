@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import fx, nn
-from torchvision.models.feature_extraction import create_feature_extractor
 
 from inceptionism.errors import ConfigError
 from inceptionism.models.optimize import fast_graph
 from inceptionism.models.spec import ModelSpec, Preprocessing, WeightsSpec
+from inceptionism.models.tracing import trace_features
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,15 @@ class FeatureExtractor(nn.Module):
         return out
 
 
+def _feature_graph(module: nn.Module, nodes: dict[str, str]) -> fx.GraphModule:
+    """torchvision's extractor for torchvision's networks (it knows their quirks), ours for the rest."""
+    if type(module).__module__.startswith("torchvision."):
+        from torchvision.models.feature_extraction import create_feature_extractor
+
+        return create_feature_extractor(module, return_nodes=nodes)
+    return trace_features(module, nodes)
+
+
 @dataclass
 class DreamModel:
     """A network with its weights loaded, frozen (no weight gradients) and in eval mode."""
@@ -150,7 +159,7 @@ class DreamModel:
             raise ConfigError("no layers given: name at least one (e.g. --layers " + self.spec.default_layers[0] + ")")
         if key not in self._extractors:
             nodes = {self.resolve_layer(name): name for name in names}
-            graph = create_feature_extractor(self.module.eval(), return_nodes=nodes)
+            graph = _feature_graph(self.module.eval(), nodes)
             fixup = self.spec.graph_fixups.get(self.weights.name)
             if fixup is not None:
                 graph = fixup(graph)

@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-import torchvision
 from torch import nn
-from torchvision.models import get_model_builder, get_model_weights
 
 from inceptionism.errors import ConfigError
 from inceptionism.models.registry import register_model
 from inceptionism.models.spec import ModelSpec, Preprocessing, StateDict, WeightsSpec
+
+if TYPE_CHECKING:
+    import torchvision
+
+# torchvision is imported where a spec is made, never at import: importing it takes about a second (it imports
+# torch._dynamo), which the default network, defined here without torchvision, should not pay.
 
 TO_UNIT_RANGE = Preprocessing(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
 
@@ -87,6 +92,7 @@ def _keras_fixup(graph: torch.fx.GraphModule) -> torch.fx.GraphModule:
 
 @register_model("inception_v3")
 def inception_v3() -> ModelSpec:
+    import torchvision
     from torchvision.models import Inception_V3_Weights
 
     return ModelSpec(
@@ -118,6 +124,7 @@ GOOGLENET_BLOCKS = (
 
 @register_model("googlenet")
 def googlenet() -> ModelSpec:
+    import torchvision
     from torchvision.models import GoogLeNet_Weights
 
     return ModelSpec(
@@ -157,6 +164,8 @@ def _vgg_layers(features: nn.Sequential) -> dict[str, str]:
 
 
 def _vgg_spec(name: str, look: str) -> ModelSpec:
+    from torchvision.models import get_model_builder, get_model_weights
+
     weights = get_model_weights(name).IMAGENET1K_V1  # type: ignore[attr-defined]
     builder = get_model_builder(name)
     with torch.device("meta"):  # only the layer structure is needed: no 550 MB of random weights
@@ -188,6 +197,7 @@ def vgg19() -> ModelSpec:
 
 @register_model("resnet50")
 def resnet50() -> ModelSpec:
+    import torchvision
     from torchvision.models import ResNet50_Weights
 
     layers = {"stem": "relu", "pool": "maxpool"}
@@ -212,6 +222,9 @@ def resnet50() -> ModelSpec:
 
 def torchvision_spec(name: str) -> ModelSpec:
     """Spec for ``tv:<name>``: torchvision's builder and DEFAULT weights; layers by dotted module path."""
+    import torchvision
+    from torchvision.models import get_model_builder, get_model_weights
+
     classification = torchvision.models.list_models(module=torchvision.models)
     if name not in classification:
         import difflib

@@ -1,0 +1,50 @@
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from inceptionism.models import load_model
+from inceptionism.models.tracing import trace_features
+
+
+@pytest.fixture(scope="module")
+def lite0():
+    return load_model("efficientnet-lite0")
+
+
+def test_outputs_match_torchvision_feature_extraction(lite0):
+    from torchvision.models.feature_extraction import create_feature_extractor
+
+    paths = {lite0.resolve_layer(n): n for n in ("stem", "block5", "block10", "head", "logits")}
+    ours = trace_features(lite0.module, paths)
+    theirs = create_feature_extractor(lite0.module, return_nodes=paths)
+    x = torch.rand(1, 3, 96, 128)
+    a, b = ours(x), theirs(x)
+    assert list(a) == list(paths.values())
+    for name in a:
+        assert torch.equal(a[name], b[name])
+
+
+def test_layers_past_the_deepest_are_dropped(lite0):
+    graph = trace_features(lite0.module, {lite0.resolve_layer("block3"): "block3"})
+    targets = {str(n.target) for n in graph.graph.nodes if n.op == "call_module"}
+    assert any(t.startswith("_blocks.3.") for t in targets)
+    assert not any(t.startswith(("_blocks.4.", "_conv_head", "_fc")) for t in targets)
+
+
+def test_unknown_path_is_an_error(lite0):
+    with pytest.raises(ValueError, match=r"no module at _blocks\.99"):
+        trace_features(lite0.module, {"_blocks.99": "nope"})
+
+
+def test_the_default_network_never_imports_torchvision():
+    code = (
+        "import sys, torch, inceptionism\n"
+        "from inceptionism.models import load_model\n"
+        "m = load_model()\n"
+        "m.extractor(m.spec.default_layers)(torch.rand(1, 3, 64, 64))\n"
+        "print('torchvision' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"  # importing torchvision costs about a second
