@@ -239,32 +239,14 @@ def test_merged_inception_extractor_matches_the_plain_graph():
     assert torch.allclose(xa.grad, xb.grad, rtol=1e-3, atol=1e-3 * float(xa.grad.abs().max()))
 
 
-@pytest.mark.parametrize("kernel,stride,size", [(3, 2, (33, 40)), (5, 2, (32, 41)), (3, 3, (20, 22))])
-def test_strided_depthwise_backward_in_fp32_matches_autograd(kernel, stride, size):
-    from inceptionism.models.optimize import LowPrecisionStridedDepthwise
-
-    torch.manual_seed(0)
-    conv = torch.nn.Conv2d(8, 8, kernel, stride=stride, padding=kernel // 2, groups=8).requires_grad_(False)
-    conv = conv.to(torch.bfloat16)
-    x = torch.randn(2, 8, *size).to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
-    xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
-    a, b = conv(xa), LowPrecisionStridedDepthwise(conv)(xb)
-    assert torch.equal(a, b)
-    g = torch.randn_like(a)
-    a.backward(g)
-    b.backward(g)
-    assert xb.grad.dtype == torch.bfloat16 and xb.grad.shape == x.shape
-    assert torch.allclose(xa.grad.float(), xb.grad.float(), rtol=2e-2, atol=2e-2)
-
-
-def test_bf16_lite_extractor_guards_its_strided_depthwise_convolutions(lite0):
-    from inceptionism.models.optimize import LowPrecisionStridedDepthwise
+def test_lite_extractors_guard_their_strided_depthwise_convolutions(lite0):
+    from inceptionism.models.depthwise import StridedDepthwise
 
     def guarded(ex):
-        return sum(isinstance(m, LowPrecisionStridedDepthwise) for m in ex.modules())
+        return sum(isinstance(m, StridedDepthwise) for m in ex.modules())
 
     assert guarded(lite0.extractor(["block10"], dtype=torch.bfloat16)) == 3  # the stride-2 stages before block10
-    assert guarded(lite0.extractor(["block10"])) == 0  # fp32 needs no guard
+    assert guarded(lite0.extractor(["block10"])) == 3  # in fp32 the guard passes straight to the convolution
 
 
 @pytest.mark.parametrize("include_pad", [True, False])

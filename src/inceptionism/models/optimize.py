@@ -5,7 +5,8 @@
 - :func:`conv_before_box_filter`: a 1×1 convolution after an average pool moves in front of it (exact).
 - :func:`pool_before_activation`: ``max_pool(relu(x))`` → ``relu(max_pool(x))`` (exact).
 - :func:`merge_sibling_convs`: 1×1 convolutions reading one tensor run as one wider convolution.
-- :func:`guard_strided_depthwise`: bf16/fp16 strided depthwise convolutions take their input gradient in fp32.
+- :func:`guard_strided_depthwise`: bf16/fp16 strided depthwise convolutions take a faster road to their input
+  gradient on CPUs (:mod:`.depthwise`).
 - :func:`to_channels_last`: NHWC weights (and, in the extractor, inputs).
 
 :func:`fast_graph` runs them in order, on a copy of the extractor's graph (holding only the layers it
@@ -17,11 +18,13 @@ Figures: README "Speed and memory" (``benchmarks/bench.py``).
 from __future__ import annotations
 
 import operator
-from typing import Any, cast
+from typing import cast
 
 import torch
 from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from inceptionism.models.depthwise import StridedDepthwise, is_strided_depthwise
 
 
 def fold_batchnorm(graph: fx.GraphModule) -> fx.GraphModule:
@@ -310,62 +313,14 @@ def merge_sibling_convs(graph: fx.GraphModule) -> fx.GraphModule:
     return graph
 
 
-class _FP32InputGradient(torch.autograd.Function):
-    """A frozen convolution run in its own (low) precision, whose input gradient is computed in fp32.
-
-    On CPUs, oneDNN's bf16 input gradient of a strided depthwise convolution is 15-40× slower than the fp32 one
-    (EfficientNet's downsampling layers: 27 ms against 2 ms at 240×320); cast, fp32, cast back is far cheaper.
-    """
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:  # type: ignore[override]
-        ctx.conv, ctx.size = conv, x.shape[-2:]
-        return conv._conv_forward(x, conv.weight, conv.bias)
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
-        conv: nn.Conv2d = ctx.conv
-        h, w = grad.shape[-2:]
-        stride, padding, dilation = conv.stride, cast(tuple[int, int], conv.padding), conv.dilation
-        extra = [
-            size - ((n - 1) * s - 2 * p + d * (k - 1) + 1)
-            for size, n, s, p, d, k in zip(ctx.size, (h, w), stride, padding, dilation, conv.kernel_size, strict=True)
-        ]
-        out = torch.nn.functional.conv_transpose2d(
-            grad.float(), conv.weight.float(), None, stride, padding, extra, conv.groups, dilation
-        )
-        return out.to(grad.dtype), None
-
-
-class LowPrecisionStridedDepthwise(nn.Module):
-    """A strided depthwise convolution whose backward runs in fp32 when its input is bf16/fp16 on a CPU."""
-
-    def __init__(self, conv: nn.Conv2d) -> None:
-        super().__init__()
-        self.conv = conv
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dtype in (torch.bfloat16, torch.float16) and x.device.type == "cpu" and torch.is_grad_enabled():
-            out: torch.Tensor = _FP32InputGradient.apply(x, self.conv)
-            return out
-        return self.conv(x)
-
-
-def _strided_depthwise(module: nn.Module | None) -> bool:
-    if type(module) is not nn.Conv2d or module.padding_mode != "zeros" or isinstance(module.padding, str):
-        return False
-    depthwise = module.groups == module.in_channels == module.out_channels and module.groups > 1
-    return depthwise and max(module.stride) > 1
-
-
 def guard_strided_depthwise(graph: fx.GraphModule) -> fx.GraphModule:
-    """Wrap every strided depthwise convolution in :class:`LowPrecisionStridedDepthwise`."""
+    """Run every strided depthwise convolution as a :class:`~inceptionism.models.depthwise.StridedDepthwise`."""
     modules = dict(graph.named_modules())
     count = 0
     for node in graph.graph.nodes:
-        if node.op == "call_module" and _strided_depthwise(modules.get(str(node.target))):
+        if node.op == "call_module" and is_strided_depthwise(modules.get(str(node.target))):
             name = f"_strided_depthwise_{count}"
-            graph.add_submodule(name, LowPrecisionStridedDepthwise(cast(nn.Conv2d, modules[str(node.target)])))
+            graph.add_submodule(name, StridedDepthwise(cast(nn.Conv2d, modules[str(node.target)])))
             node.target = name
             count += 1
     if count:
@@ -377,8 +332,6 @@ def fast_graph(graph: fx.GraphModule, dtype: torch.dtype | None = None) -> fx.Gr
     """Every pass above, in order, on ``graph`` (changed in place); ``dtype``: hold the weights in it."""
     graph = fold_batchnorm(graph)
     graph = pool_before_activation(conv_before_box_filter(avg_pool_as_conv(graph)))
-    graph = merge_sibling_convs(graph)
-    if dtype is not None:
-        graph = guard_strided_depthwise(graph)
+    graph = guard_strided_depthwise(merge_sibling_convs(graph))
     to_channels_last(graph)  # in place, like .to(dtype)
     return graph.to(dtype) if dtype is not None else graph
