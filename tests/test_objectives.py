@@ -38,3 +38,27 @@ def test_weighted_layers(acts):
     assert torch.allclose(obj(acts), 2 * layer("a")(acts) + layer("b")(acts))
     with pytest.raises(ValueError):
         layers({})
+
+
+@pytest.mark.parametrize("loss", ["mean", "l2"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_layer_gradient_is_autograds_mean_gradient(loss, dtype):
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 4, 6).to(dtype).contiguous(memory_format=torch.channels_last)
+    xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    score = layer("a", loss)({"a": xa})
+    y = xb.float()
+    ref = (y * y if loss == "l2" else y).mean(dim=(1, 2, 3))
+    assert score.dtype == torch.float32 and score.shape == (2,)
+    assert torch.allclose(score, ref)
+    (score * torch.tensor([1.0, 3.0])).sum().backward()
+    (ref * torch.tensor([1.0, 3.0])).sum().backward()
+    assert xa.grad.dtype == dtype and xa.grad.shape == x.shape
+    assert torch.allclose(xa.grad.float(), xb.grad.float(), rtol=1e-2 if dtype == torch.bfloat16 else 1e-6)
+
+
+def test_channel_gradient_touches_only_its_channel():
+    x = torch.randn(1, 4, 3, 3, requires_grad=True)
+    channel("a", 2)({"a": x}).sum().backward()
+    assert torch.equal(x.grad[:, 2], torch.full((1, 3, 3), 1 / 9))
+    assert not x.grad[:, [0, 1, 3]].any()

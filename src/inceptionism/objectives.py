@@ -7,8 +7,10 @@ are new functions here, built with :func:`objective`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -73,16 +75,36 @@ def objective(layers: Iterable[str], description: str) -> Callable[[ScoreFn], Ob
     return wrap
 
 
+class _Mean(torch.autograd.Function):
+    """Mean over all but the batch dimension, in fp32, whose gradient stays a broadcast view.
+
+    Autograd's own mean backward writes its gradient out in full, in NCHW, which the channels_last network then
+    copies again (W0: 0.3 ms a step). This one hands back ``g / n`` expanded to the input's shape, which the
+    next operation reads in whatever layout it likes.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.shape, ctx.dtype = x.shape, x.dtype
+        return x.mean(dim=tuple(range(1, x.dim())), dtype=torch.float32)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        shape = ctx.shape
+        per_item = grad / math.prod(shape[1:])
+        return per_item.to(ctx.dtype).view(-1, *[1] * (len(shape) - 1)).expand(shape)
+
+
 def _reduce(x: torch.Tensor, loss: str) -> torch.Tensor:
     """(B, C, h, w) → (B,): mean of activations (the seed) or mean of squares (classic DeepDream).
 
     Reduced over dims, never flattened: flattening a channels_last activation would copy it, forward and back.
     """
-    dims = tuple(range(1, x.dim()))
     if loss == "l2":
         x = x.float()
         x = x * x
-    return x.mean(dim=dims, dtype=torch.float32)
+    out: torch.Tensor = _Mean.apply(x)
+    return out
 
 
 def layer(name: str, loss: str = "mean") -> Objective:

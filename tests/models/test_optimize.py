@@ -228,6 +228,7 @@ def test_merged_inception_extractor_matches_the_plain_graph():
     net = torchvision.models.inception_v3(weights=None, aux_logits=True, init_weights=False)
     model = DreamModel(spec, net, spec.weights, "random weights for a structural test")
     plain, fast = model.extractor(["Mixed_5c"], fast=False), model.extractor(["Mixed_5c"])
+    assert fast.preprocessed and not plain.preprocessed  # its unpadded stem holds the preprocessing
     merged = sorted(m.out_channels for name, m in fast.graph.named_modules() if name.startswith("_merged"))
     assert merged == [208, 240]  # Mixed_5b: 64 + 48 + 64 + the pool branch's 32; Mixed_5c: … + 64
     x = torch.rand(1, 3, 107, 139)
@@ -271,3 +272,32 @@ def test_conv_before_box_filter_is_exact(include_pad):
     assert kinds == ["Conv2d", "BoxFilter"]  # the convolution now runs first, on the 6 input channels
     assert all(m.bias is not None for m in graph.modules() if isinstance(m, BoxFilter))
     _assert_same_values_and_gradients(net, graph, torch.randn(2, 6, 9, 11))
+
+
+@pytest.mark.parametrize("padding", [0, 1])
+def test_fold_preprocessing_only_where_exact(padding):
+    from torch import fx, nn
+
+    from inceptionism.models.optimize import fold_preprocessing
+    from inceptionism.models.spec import Preprocessing
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2, padding=padding), nn.ReLU(), nn.Conv2d(4, 2, 1)).eval()
+    net.requires_grad_(False)
+    pre = Preprocessing((0.4, 0.5, 0.6), (0.2, 0.25, 0.3))
+    before = net[0].weight.clone()
+    graph = fx.symbolic_trace(net)
+    folded = fold_preprocessing(graph, *pre.affine())
+    assert folded == (padding == 0)  # padding would be shifted too: left alone
+    x = torch.rand(2, 3, 17, 20)
+    xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    a, b = net(pre(xa)), graph(xb if folded else pre(xb))
+    assert torch.allclose(a, b, atol=1e-5)
+    a.square().sum().backward()
+    b.square().sum().backward()
+    assert torch.allclose(xa.grad, xb.grad, atol=1e-4)
+    assert torch.equal(net[0].weight, before)  # the traced model's own convolution is untouched
+
+
+def test_lite_extractor_keeps_its_preprocessing(lite0):
+    assert not lite0.extractor(["block10"]).preprocessed  # its stem is padded

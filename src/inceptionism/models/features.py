@@ -17,7 +17,7 @@ import torch
 from torch import fx, nn
 
 from inceptionism.errors import ConfigError
-from inceptionism.models.optimize import fast_graph
+from inceptionism.models.optimize import fast_graph, fold_preprocessing
 from inceptionism.models.spec import ModelSpec, Preprocessing, WeightsSpec
 from inceptionism.models.tracing import trace_features
 
@@ -70,16 +70,19 @@ class FeatureExtractor(nn.Module):
         layers: tuple[str, ...],
         channels_last: bool = False,
         dtype: torch.dtype | None = None,
+        preprocessed: bool = False,
     ) -> None:
         super().__init__()
         self.graph = graph
         self.preprocessing = preprocessing
+        self.preprocessed = preprocessed  # the graph's first convolution holds the preprocessing
         self.layers = layers
         self.channels_last = channels_last
         self.dtype = dtype
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = self.preprocessing(x)
+        if not self.preprocessed:
+            x = self.preprocessing(x)
         if self.channels_last or self.dtype is not None:  # one copy for both
             fmt = torch.channels_last if self.channels_last else torch.preserve_format
             x = x.to(dtype=self.dtype or x.dtype, memory_format=fmt)
@@ -147,7 +150,8 @@ class DreamModel:
         """A feature extractor returning the activations of ``layers`` (cached per layers, speed and dtype).
 
         ``fast``: run :func:`~inceptionism.models.optimize.fast_graph` (BatchNorm folded, pools and 1×1
-        convolutions rearranged, channels_last; same results, allclose). ``fast=False`` runs the network
+        convolutions rearranged, channels_last; same results, allclose), and fold the preprocessing into an
+        unpadded first convolution. ``fast=False`` runs the network
         exactly as defined. ``dtype`` (fast only): hold the weights in that dtype (bf16, fp16) and cast the
         input to it, instead of autocast casting every weight on every call.
         """
@@ -164,12 +168,17 @@ class DreamModel:
             if fixup is not None:
                 graph = fixup(graph)
             graph.eval().requires_grad_(False)
+            preprocessed = False
             if fast:  # on a copy of the (truncated) graph: the loaded model itself is never changed
                 copied = copy.deepcopy(graph).eval()
                 # A plain GraphModule of the eval graph: torchvision's dual module would swap the unoptimised
                 # train graph back in on .train(), and a copy of it starts in train mode.
-                graph = fast_graph(fx.GraphModule(copied, copied.graph).eval(), dtype)
-            self._extractors[key] = FeatureExtractor(graph, self.preprocessing, names, channels_last=fast, dtype=dtype)
+                plain = fx.GraphModule(copied, copied.graph).eval()
+                preprocessed = fold_preprocessing(plain, *self.preprocessing.affine())
+                graph = fast_graph(plain, dtype)
+            self._extractors[key] = FeatureExtractor(
+                graph, self.preprocessing, names, channels_last=fast, dtype=dtype, preprocessed=preprocessed
+            )
         return self._extractors[key]
 
     def to(self, device: torch.device | str) -> DreamModel:

@@ -1,5 +1,6 @@
 """Speed levers on a traced feature extractor that keep its results (allclose), each kept because it measured.
 
+- :func:`fold_preprocessing`: the input's normalisation folded into an unpadded first convolution (exact).
 - :func:`fold_batchnorm`: eval BatchNorm folded into the convolution before it.
 - :func:`avg_pool_as_conv`: stride-1 average pools as depthwise convolutions (:class:`BoxFilter`).
 - :func:`conv_before_box_filter`: a 1×1 convolution after an average pool moves in front of it (exact).
@@ -17,6 +18,7 @@ Figures: README "Speed and memory" (``benchmarks/bench.py``).
 
 from __future__ import annotations
 
+import copy
 import operator
 from typing import cast
 
@@ -56,6 +58,38 @@ def fold_batchnorm(graph: fx.GraphModule) -> fx.GraphModule:
         graph.graph.lint()
         graph.recompile()
     return graph
+
+
+def fold_preprocessing(graph: fx.GraphModule, scale: torch.Tensor, shift: torch.Tensor) -> bool:
+    """Fold the per-channel input map ``x * scale + shift`` into the first convolution, if that is exact.
+
+    Exact when the input feeds one unpadded convolution (InceptionV3's stem): every output sums ``w * x`` over
+    image pixels only, so ``conv(x * scale + shift) = conv'(x)`` with ``w' = w * scale`` and the bias taking
+    ``Σ w * shift``. Padded convolutions would see the padding's zeros shifted too, so they are left alone.
+    Returns whether it folded; the caller then skips its own preprocessing.
+    """
+    modules = dict(graph.named_modules())
+    inputs = [n for n in graph.graph.nodes if n.op == "placeholder"]
+    if len(inputs) != 1 or len(inputs[0].users) != 1:
+        return False
+    (node,) = inputs[0].users
+    conv = modules.get(str(node.target)) if node.op == "call_module" else None
+    if type(conv) is not nn.Conv2d or conv.groups != 1 or conv.in_channels != scale.numel():
+        return False
+    if not (conv.padding == "valid" or (isinstance(conv.padding, tuple) and not any(conv.padding))):
+        return False
+    with torch.no_grad():
+        weight = conv.weight.float()
+        bias = (weight * shift.view(1, -1, 1, 1)).sum(dim=(1, 2, 3))
+        if conv.bias is not None:
+            bias += conv.bias.float()
+        folded = copy.deepcopy(conv)
+        folded.weight = nn.Parameter((weight * scale.view(1, -1, 1, 1)).to(conv.weight.dtype), requires_grad=False)
+        folded.bias = nn.Parameter(bias.to(conv.weight.dtype), requires_grad=False)
+    graph.add_submodule("_preprocessed", folded)
+    node.target = "_preprocessed"
+    graph.recompile()
+    return True
 
 
 def to_channels_last(module: nn.Module) -> nn.Module:
@@ -329,7 +363,8 @@ def guard_strided_depthwise(graph: fx.GraphModule) -> fx.GraphModule:
 
 
 def fast_graph(graph: fx.GraphModule, dtype: torch.dtype | None = None) -> fx.GraphModule:
-    """Every pass above, in order, on ``graph`` (changed in place); ``dtype``: hold the weights in it."""
+    """Every pass above but :func:`fold_preprocessing` (the extractor's), in order, on ``graph`` (changed in
+    place); ``dtype``: hold the weights in it."""
     graph = fold_batchnorm(graph)
     graph = pool_before_activation(conv_before_box_filter(avg_pool_as_conv(graph)))
     graph = guard_strided_depthwise(merge_sibling_convs(graph))

@@ -32,9 +32,14 @@ class Preprocessing:
 
         One fused multiply-add, ``x * (1 / std) - mean / std``: one pass over the image, forward and back.
         """
-        scale = torch.tensor([1 / s for s in self.std], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-        shift = torch.tensor([-m / s for m, s in zip(self.mean, self.std, strict=True)], dtype=x.dtype)
-        return torch.addcmul(shift.to(x.device).view(1, 3, 1, 1), x, scale)
+        scale, shift = (t.to(x.device, x.dtype).view(1, 3, 1, 1) for t in self.affine())
+        return torch.addcmul(shift, x, scale)
+
+    def affine(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(scale, shift)`` per channel, fp32: the map is ``x * scale + shift``."""
+        scale = torch.tensor([1 / s for s in self.std])
+        shift = torch.tensor([-m / s for m, s in zip(self.mean, self.std, strict=True)])
+        return scale, shift
 
     def describe(self) -> str:
         if self.mean == (0.5, 0.5, 0.5) and self.std == (0.5, 0.5, 0.5):
