@@ -176,6 +176,24 @@ def test_extractor_stops_at_the_deepest_requested_layer(zoo: Loaded) -> None:
     assert_close_to_scale(out[shallow], plain(image)[shallow])
 
 
+def test_fast_extractor_gradient_matches_the_plain_graph(zoo: Loaded) -> None:
+    """Every graph pass (BN folding, merged convolutions, pools moved, stems and depthwise convolutions with their
+    own input gradients, preprocessing folded) keeps the image gradient in fp32."""
+    model = zoo.model
+    layers = list(model.spec.default_layers)
+    plain, fast = model.extractor(layers, fast=False), model.extractor(layers)
+    image = _image(80, 112)
+    grads = []
+    for extractor in (plain, fast):
+        x = image.clone().requires_grad_(True)
+        acts = extractor(x)
+        sum(a.float().square().mean() for a in acts.values()).backward()
+        grads.append(x.grad)
+    # Relative L2, not max: rounding flips a few max-pool choices where two inputs nearly tie (ResNet's stem).
+    error = float((grads[1] - grads[0]).norm() / grads[0].norm())
+    assert error < 5e-3, error  # 1e-6–3e-5, ResNet 1e-3; a wrong pass gives order 1
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Model-specific names and behaviour
 

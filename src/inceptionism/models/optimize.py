@@ -8,6 +8,8 @@
 - :func:`merge_sibling_convs`: 1×1 convolutions reading one tensor run as one wider convolution.
 - :func:`guard_strided_depthwise`: bf16/fp16 strided depthwise convolutions take a faster road to their input
   gradient on CPUs (:mod:`.depthwise`).
+- :func:`guard_strided_stem`: the image's strided stem convolution takes its input gradient as a sub-pixel
+  convolution on CPUs (:mod:`.stem`).
 - :func:`to_channels_last`: NHWC weights (and, in the extractor, inputs).
 
 :func:`fast_graph` runs them in order, on a copy of the extractor's graph (holding only the layers it
@@ -27,6 +29,7 @@ from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from inceptionism.models.depthwise import StridedDepthwise, is_strided_depthwise
+from inceptionism.models.stem import StridedStem, is_strided_stem
 
 
 def fold_batchnorm(graph: fx.GraphModule) -> fx.GraphModule:
@@ -362,11 +365,26 @@ def guard_strided_depthwise(graph: fx.GraphModule) -> fx.GraphModule:
     return graph
 
 
+def guard_strided_stem(graph: fx.GraphModule) -> fx.GraphModule:
+    """Run every strided stem convolution as a :class:`~inceptionism.models.stem.StridedStem`."""
+    modules = dict(graph.named_modules())
+    count = 0
+    for node in graph.graph.nodes:
+        if node.op == "call_module" and is_strided_stem(modules.get(str(node.target))):
+            name = f"_strided_stem_{count}"
+            graph.add_submodule(name, StridedStem(cast(nn.Conv2d, modules[str(node.target)])))
+            node.target = name
+            count += 1
+    if count:
+        graph.recompile()
+    return graph
+
+
 def fast_graph(graph: fx.GraphModule, dtype: torch.dtype | None = None) -> fx.GraphModule:
     """Every pass above but :func:`fold_preprocessing` (the extractor's), in order, on ``graph`` (changed in
     place); ``dtype``: hold the weights in it."""
     graph = fold_batchnorm(graph)
     graph = pool_before_activation(conv_before_box_filter(avg_pool_as_conv(graph)))
-    graph = guard_strided_depthwise(merge_sibling_convs(graph))
+    graph = guard_strided_stem(guard_strided_depthwise(merge_sibling_convs(graph)))
     to_channels_last(graph)  # in place, like .to(dtype)
     return graph.to(dtype) if dtype is not None else graph
