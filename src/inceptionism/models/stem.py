@@ -4,11 +4,11 @@ The image gradient of a network is the input gradient of its stem: a strided con
 oneDNN computes it 2–5× slower than the forward pass, because it has only 3 output channels to work across.
 Rewritten as a *sub-pixel* convolution it is one stride-1 convolution of the output gradient with stride² × 3
 output channels, one per phase of the input (every stride-th row and column, from one offset) and colour,
-followed by ``pixel_shuffle``, which puts each phase in its place (same values, allclose).
+followed by one copy that puts each phase in its place, in the image's own NCHW layout (same values, allclose).
 
-Measured (same-process A/B, 2 cores): GoogLeNet's 7×7 stem gradient at 1024², fp32 119 → 69 ms, and its whole
-step 11–12 % faster in fp32 and bf16 at 512² and 1024² (ResNet has the same stem). For 3×3 stems (InceptionV3,
-EfficientNet) the whole step measured the same either way, so they keep oneDNN's: kernels from 5 wide only.
+Measured (same-process A/B, 2 cores, whole steps): GoogLeNet 11–12 % faster at 512² and 1024² in fp32 and
+bf16 (its 7×7 stem's gradient at 1024²: 119 → 69 ms; ResNet has the same stem); InceptionV3's and
+EfficientNet's 3×3 stems 0.3–3 % (W0, and the default model at 408×612 and 816×1224).
 
 Weights must be frozen (no weight gradient is computed): the extractors freeze theirs.
 """
@@ -22,7 +22,6 @@ import torch.nn.functional as F
 from torch import nn
 
 MAX_CHANNELS = 4  # input channels up to which a convolution counts as a stem (RGB, RGBA)
-MIN_KERNEL = 5  # smaller stem kernels measured no faster this way
 
 
 def _taps(kernel: int, stride: int, padding: int) -> dict[int, list[int]]:
@@ -34,21 +33,24 @@ Pair = tuple[int, int]
 
 
 def subpixel_kernel(weight: torch.Tensor, stride: Pair, padding: Pair) -> tuple[torch.Tensor, Pair, Pair]:
-    """The input gradient's stride-1 kernel (Cin·sh·sw, Cout, Lh, Lw), its first offsets (M0h, M0w) and size."""
+    """The input gradient's stride-1 kernel (sh·sw·Cin, Cout, Lh, Lw), its first offsets (M0h, M0w) and size.
+
+    Output channel ``(bh·sw + bw)·Cin + c`` is colour ``c`` of the input phase ``(bh, bw)``.
+    """
     cout, cin, kh, kw = weight.shape
     taps = [_taps(k, s, p) for k, s, p in zip((kh, kw), stride, padding, strict=True)]
     first = [min(min(m, default=0) for m in t.values()) for t in taps]
     last = [max(max(m, default=0) for m in t.values()) for t in taps]
     lh, lw = (b - a + 1 for a, b in zip(first, last, strict=True))
     sh, sw = stride
-    out = weight.new_zeros(cin, sh, sw, cout, lh, lw)
+    out = weight.new_zeros(sh, sw, cin, cout, lh, lw)
     for bh, mhs in taps[0].items():
         for mh in mhs:
             for bw, mws in taps[1].items():
                 for mw in mws:
                     tap = weight[:, :, bh + padding[0] - sh * mh, bw + padding[1] - sw * mw]  # (Cout, Cin)
-                    out[:, bh, bw, :, mh - first[0], mw - first[1]] = tap.t()
-    kernel = out.reshape(cin * sh * sw, cout, lh, lw).contiguous(memory_format=torch.channels_last)
+                    out[bh, bw, :, :, mh - first[0], mw - first[1]] = tap.t()
+    kernel = out.reshape(sh * sw * cin, cout, lh, lw).contiguous(memory_format=torch.channels_last)
     return kernel, (first[0], first[1]), (lh, lw)
 
 
@@ -62,17 +64,14 @@ def input_gradient(
         pads.append((lo_, rows - 1 - (n - 1) + (k - 1 - lo_)))  # before and after, so rows come out
     pad = [max(a, b, 0) for a, b in pads]  # symmetric padding for the convolution; the surplus is cropped
     out = F.conv2d(grad, kernel, None, 1, (pad[0], pad[1]))
-    gx = F.pixel_shuffle(out, stride[0]) if stride[0] == stride[1] else _shuffle(out, stride)
-    top, left = ((p - a) * s for p, (a, _), s in zip(pad, pads, stride, strict=True))
-    return gx[:, :, top : top + size[0], left : left + size[1]]
-
-
-def _shuffle(out: torch.Tensor, stride: tuple[int, int]) -> torch.Tensor:
-    """``pixel_shuffle`` for unequal strides: (B, C·sh·sw, h, w) → (B, C, h·sh, w·sw)."""
-    b, c, h, w = out.shape
-    sh, sw = stride
-    x = out.reshape(b, c // (sh * sw), sh, sw, h, w).permute(0, 1, 4, 2, 5, 3)
-    return x.reshape(b, c // (sh * sw), h * sh, w * sw)
+    (sh, sw), (r0, c0) = stride, (p - a for p, (a, _) in zip(pad, pads, strict=True))
+    rows, cols = (-(-length // st) for length, st in zip(size, stride, strict=True))
+    out = out[:, :, r0 : r0 + rows, c0 : c0 + cols]
+    # Channels (phase row, phase column, colour) to pixels: one copy, straight into NCHW, the image's layout.
+    b, cin = out.shape[0], out.shape[1] // (sh * sw)
+    phases = out.permute(0, 2, 3, 1).unflatten(3, (sh, sw, cin))  # (B, rows, cols, sh, sw, Cin)
+    gx = phases.permute(0, 5, 1, 3, 2, 4).reshape(b, cin, rows * sh, cols * sw)
+    return gx[:, :, : size[0], : size[1]]
 
 
 class _StemConv(torch.autograd.Function):
@@ -91,11 +90,11 @@ class _StemConv(torch.autograd.Function):
 
 
 def is_strided_stem(module: nn.Module | None) -> bool:
-    """A plain strided ``nn.Conv2d`` from at most :data:`MAX_CHANNELS` channels, :data:`MIN_KERNEL` wide or more."""
+    """A plain strided ``nn.Conv2d`` from at most :data:`MAX_CHANNELS` channels (zero padding, no dilation)."""
     if type(module) is not nn.Conv2d or module.padding_mode != "zeros" or isinstance(module.padding, str):
         return False
     plain = module.groups == 1 and module.dilation == (1, 1) and module.in_channels <= MAX_CHANNELS
-    return plain and max(module.stride) > 1 and max(module.kernel_size) >= MIN_KERNEL
+    return plain and max(module.stride) > 1
 
 
 class StridedStem(nn.Module):
