@@ -1,7 +1,15 @@
 import pytest
 import torch
 
-from inceptionism.transforms import auto_octaves, normalize_gradient, octave_sizes, random_shift, resize, roll
+from inceptionism.transforms import (
+    ascend,
+    auto_octaves,
+    normalize_gradient,
+    octave_sizes,
+    random_shift,
+    resize,
+    roll,
+)
 
 
 def test_octave_sizes_smallest_first_and_full_size_last():
@@ -65,3 +73,15 @@ def test_auto_octaves_grow_with_the_image():
     for short in (300, 816, 4320):  # the smallest octave lands near 150 px
         n = auto_octaves(short, short * 2, 1.4)
         assert 150 / 1.4**0.5 <= short / 1.4 ** (n - 1) <= 150 * 1.4**0.5
+
+
+@pytest.mark.parametrize("method", ["mean_abs", "std"])
+def test_ascend_is_a_clamped_normalised_step(method):
+    torch.manual_seed(0)
+    image, g = torch.rand(1, 3, 8, 9), torch.randn(1, 3, 8, 9)
+    before = image.clone()
+    out = ascend(image, g, 0.05, method)
+    expected = (image + 0.05 * normalize_gradient(g, method)).clamp(0, 1)
+    assert torch.allclose(out, expected, atol=1e-6)
+    assert out.min() >= 0 and out.max() <= 1 and (out != image).any()
+    assert torch.equal(image, before)  # the input is not changed in place

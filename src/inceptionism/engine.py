@@ -22,7 +22,7 @@ from inceptionism.memory import free_memory, is_out_of_memory, measure_bytes_per
 from inceptionism.models import DreamModel, FeatureExtractor
 from inceptionism.objectives import Objective, layer
 from inceptionism.tiling import tiled_gradient
-from inceptionism.transforms import auto_octaves, normalize_gradient, octave_sizes, random_shift, resize, roll
+from inceptionism.transforms import ascend, auto_octaves, octave_sizes, random_shift, resize, roll
 
 
 @dataclass(frozen=True)
@@ -108,8 +108,7 @@ class Dreamer:
         grad, score = tiled_gradient(
             roll(image, dy, dx), self.score, tile, cfg.tile_overlap, batch=self._batch, align=TILE_ALIGN
         )
-        grad = normalize_gradient(roll(grad, -dy, -dx), cfg.grad_norm)
-        return (image + cfg.step_size * grad).clamp_(0.0, 1.0), score
+        return ascend(image, roll(grad, -dy, -dx), cfg.step_size, cfg.grad_norm), score
 
     def run(self, image: torch.Tensor, callback: Callback | None = None) -> torch.Tensor:
         """Dream on ``image`` (1, 3, H, W) in [0, 1]; returns the dream, same shape, on the CPU."""

@@ -67,13 +67,23 @@ def random_shift(jitter: int, generator: torch.Generator) -> tuple[int, int]:
     return int(dy), int(dx)
 
 
+def gradient_scale(g: torch.Tensor, method: str = "mean_abs", eps: float = 1e-8) -> torch.Tensor:
+    """The factor (a 0-dim tensor) that gives a gradient a fixed size: 1 / (its mean absolute value or std)."""
+    if method == "mean_abs":
+        return 1 / (g.abs().mean() + eps)
+    if method == "std":
+        return 1 / (g.std() + eps)
+    raise ValueError(f"unknown gradient normalisation {method!r}; choose one of {', '.join(GRAD_NORMS)}")
+
+
 def normalize_gradient(g: torch.Tensor, method: str = "mean_abs", eps: float = 1e-8) -> torch.Tensor:
     """Scale a gradient so steps have a fixed size: divide by its mean absolute value or its std."""
-    if method == "mean_abs":
-        return g / (g.abs().mean() + eps)
-    if method == "std":
-        return g / (g.std() + eps)
-    raise ValueError(f"unknown gradient normalisation {method!r}; choose one of {', '.join(GRAD_NORMS)}")
+    return g * gradient_scale(g, method, eps)
+
+
+def ascend(image: torch.Tensor, g: torch.Tensor, step_size: float, method: str) -> torch.Tensor:
+    """``clamp(image + step_size * normalize_gradient(g), 0, 1)`` in one pass over the image and one in place."""
+    return torch.addcmul(image, g, step_size * gradient_scale(g, method)).clamp_(0.0, 1.0)
 
 
 def pixels(size: tuple[int, int]) -> int:
