@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import operator
+from collections.abc import Callable
 from typing import cast
 
 import torch
@@ -350,34 +351,33 @@ def merge_sibling_convs(graph: fx.GraphModule) -> fx.GraphModule:
     return graph
 
 
-def guard_strided_depthwise(graph: fx.GraphModule) -> fx.GraphModule:
-    """Run every strided depthwise convolution as a :class:`~inceptionism.models.depthwise.StridedDepthwise`."""
+def _wrap_convs(
+    graph: fx.GraphModule,
+    matches: Callable[[nn.Module | None], bool],
+    wrap: Callable[[nn.Conv2d], nn.Module],
+    name: str,
+) -> fx.GraphModule:
+    """Replace every convolution module ``matches`` accepts by ``wrap(conv)``, registered as ``_{name}_{i}``."""
     modules = dict(graph.named_modules())
     count = 0
     for node in graph.graph.nodes:
-        if node.op == "call_module" and is_strided_depthwise(modules.get(str(node.target))):
-            name = f"_strided_depthwise_{count}"
-            graph.add_submodule(name, StridedDepthwise(cast(nn.Conv2d, modules[str(node.target)])))
-            node.target = name
+        if node.op == "call_module" and matches(modules.get(str(node.target))):
+            graph.add_submodule(f"_{name}_{count}", wrap(cast(nn.Conv2d, modules[str(node.target)])))
+            node.target = f"_{name}_{count}"
             count += 1
     if count:
         graph.recompile()
     return graph
+
+
+def guard_strided_depthwise(graph: fx.GraphModule) -> fx.GraphModule:
+    """Run every strided depthwise convolution as a :class:`~inceptionism.models.depthwise.StridedDepthwise`."""
+    return _wrap_convs(graph, is_strided_depthwise, StridedDepthwise, "strided_depthwise")
 
 
 def guard_strided_stem(graph: fx.GraphModule) -> fx.GraphModule:
     """Run every strided stem convolution as a :class:`~inceptionism.models.stem.StridedStem`."""
-    modules = dict(graph.named_modules())
-    count = 0
-    for node in graph.graph.nodes:
-        if node.op == "call_module" and is_strided_stem(modules.get(str(node.target))):
-            name = f"_strided_stem_{count}"
-            graph.add_submodule(name, StridedStem(cast(nn.Conv2d, modules[str(node.target)])))
-            node.target = name
-            count += 1
-    if count:
-        graph.recompile()
-    return graph
+    return _wrap_convs(graph, is_strided_stem, StridedStem, "strided_stem")
 
 
 def fast_graph(graph: fx.GraphModule, dtype: torch.dtype | None = None) -> fx.GraphModule:
