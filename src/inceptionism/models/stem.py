@@ -32,8 +32,8 @@ def _taps(kernel: int, stride: int, padding: int) -> dict[int, list[int]]:
 Pair = tuple[int, int]
 
 
-def subpixel_kernel(weight: torch.Tensor, stride: Pair, padding: Pair) -> tuple[torch.Tensor, Pair, Pair]:
-    """The input gradient's stride-1 kernel (sh·sw·Cin, Cout, Lh, Lw), its first offsets (M0h, M0w) and size.
+def subpixel_kernel(weight: torch.Tensor, stride: Pair, padding: Pair) -> tuple[torch.Tensor, Pair]:
+    """The input gradient's stride-1 kernel (sh·sw·Cin, Cout, Lh, Lw) and its first offsets (M0h, M0w).
 
     Output channel ``(bh·sw + bw)·Cin + c`` is colour ``c`` of the input phase ``(bh, bw)``.
     """
@@ -51,7 +51,7 @@ def subpixel_kernel(weight: torch.Tensor, stride: Pair, padding: Pair) -> tuple[
                     tap = weight[:, :, bh + padding[0] - sh * mh, bw + padding[1] - sw * mw]  # (Cout, Cin)
                     out[bh, bw, :, :, mh - first[0], mw - first[1]] = tap.t()
     kernel = out.reshape(sh * sw * cin, cout, lh, lw).contiguous(memory_format=torch.channels_last)
-    return kernel, (first[0], first[1]), (lh, lw)
+    return kernel, (first[0], first[1])
 
 
 def input_gradient(
@@ -113,7 +113,7 @@ class StridedStem(nn.Module):
         key = (dtype, device, w.data_ptr(), w._version)
         if key not in self._kernels:
             stride, padding = cast(Pair, self.conv.stride), cast(Pair, self.conv.padding)
-            kernel, first, _ = subpixel_kernel(w.detach().float(), stride, padding)
+            kernel, first = subpixel_kernel(w.detach().float(), stride, padding)
             self._kernels = {key: (kernel.to(device, dtype), first)}
         return self._kernels[key]
 
