@@ -151,9 +151,9 @@ class DreamModel:
 
         ``fast``: run :func:`~inceptionism.models.optimize.fast_graph` (BatchNorm folded, pools and 1×1
         convolutions rearranged, channels_last; same results, allclose), and fold the preprocessing into an
-        unpadded first convolution. ``fast=False`` runs the network
-        exactly as defined. ``dtype`` (fast only): hold the weights in that dtype (bf16, fp16) and cast the
-        input to it, instead of autocast casting every weight on every call.
+        unpadded first convolution. ``fast=False`` runs the network exactly as defined. ``dtype`` (fast only):
+        hold the weights in that dtype (bf16, fp16) and cast the input to it, instead of autocast casting every
+        weight on every call.
         """
         names = tuple(dict.fromkeys(layers))
         key = (*names, f"fast={fast}", str(dtype))
