@@ -15,7 +15,7 @@ Weights must be frozen (no weight gradient is computed): the extractors freeze t
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any, TypeGuard, cast
 
 import torch
 import torch.nn.functional as F
@@ -112,12 +112,16 @@ def depthwise_conv2d(
     return F.conv2d(x, weight, bias, stride, padding, 1, x.shape[1])
 
 
-def is_strided_depthwise(module: nn.Module | None) -> bool:
-    """A plain strided depthwise ``nn.Conv2d`` (a filter per channel, zero padding as numbers, no dilation)."""
+def is_plain_strided(module: nn.Module | None) -> TypeGuard[nn.Conv2d]:
+    """A plain ``nn.Conv2d`` (not a subclass), strided, zero padding given as numbers, no dilation."""
     if type(module) is not nn.Conv2d or module.padding_mode != "zeros" or isinstance(module.padding, str):
         return False
-    depthwise = module.groups == module.in_channels == module.out_channels > 1 and module.dilation == (1, 1)
-    return depthwise and max(module.stride) > 1
+    return module.dilation == (1, 1) and max(module.stride) > 1
+
+
+def is_strided_depthwise(module: nn.Module | None) -> bool:
+    """A plain strided depthwise ``nn.Conv2d``: a filter per channel (:func:`is_plain_strided`)."""
+    return is_plain_strided(module) and module.groups == module.in_channels == module.out_channels > 1
 
 
 class StridedDepthwise(nn.Module):

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from inceptionism.models.depthwise import is_plain_strided
+
 MAX_CHANNELS = 4  # input channels up to which a convolution counts as a stem (RGB, RGBA)
 
 
@@ -90,11 +92,8 @@ class _StemConv(torch.autograd.Function):
 
 
 def is_strided_stem(module: nn.Module | None) -> bool:
-    """A plain strided ``nn.Conv2d`` from at most :data:`MAX_CHANNELS` channels (zero padding, no dilation)."""
-    if type(module) is not nn.Conv2d or module.padding_mode != "zeros" or isinstance(module.padding, str):
-        return False
-    plain = module.groups == 1 and module.dilation == (1, 1) and module.in_channels <= MAX_CHANNELS
-    return plain and max(module.stride) > 1
+    """A plain strided ``nn.Conv2d`` (:func:`~.depthwise.is_plain_strided`) from at most :data:`MAX_CHANNELS`."""
+    return is_plain_strided(module) and module.groups == 1 and module.in_channels <= MAX_CHANNELS
 
 
 class StridedStem(nn.Module):
