@@ -198,6 +198,20 @@ def test_fast_extractor_gradient_matches_the_plain_graph(zoo: Loaded) -> None:
 # Model-specific names and behaviour
 
 
+@pytest.mark.parametrize("zoo", ["vgg16"], indirect=True)
+def test_a_convolution_feature_is_its_output_even_when_an_in_place_relu_follows(zoo: Loaded) -> None:
+    """VGG's ReLUs run in place; a requested convolution's feature must not come back rectified because a
+    deeper layer was requested too (it did, before in-place operations on shared tensors were made out of place)."""
+    model = zoo.model
+    image = _image(64, 64)
+    for fast in (False, True):
+        alone = model.extractor(["conv3_1"], fast=fast)(image)["conv3_1"]
+        with_deeper = model.extractor(["conv3_1", "relu4_1"], fast=fast)(image)
+        assert alone.min() < 0
+        assert_close_to_scale(with_deeper["conv3_1"], alone)
+        assert with_deeper["relu4_1"].min() >= 0
+
+
 @pytest.mark.parametrize("zoo", ["inception_v3"], indirect=True)
 def test_inception_v3_keras_aliases(zoo: Loaded) -> None:
     model = zoo.model

@@ -3,9 +3,10 @@ import sys
 
 import pytest
 import torch
+from torch import nn
 
 from inceptionism.models import load_model
-from inceptionism.models.tracing import trace_features
+from inceptionism.models.tracing import trace_features, unshare_in_place
 
 
 @pytest.fixture(scope="module")
@@ -48,3 +49,46 @@ def test_the_default_network_never_imports_torchvision():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"  # importing torchvision costs about a second
+
+
+def test_in_place_operations_on_shared_tensors_become_out_of_place_and_modules_stay_untouched():
+    class Shared(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+            self.relu = nn.ReLU(inplace=True)
+
+        def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+            a = self.conv(x)
+            b = self.conv(x)
+            c = self.conv(x)
+            d = self.conv(x)
+            return {
+                "a": a, "relu_a": self.relu(a),  # module
+                "b": b, "relu_b": torch.nn.functional.relu(b, inplace=True),  # function
+                "c": c, "relu_c": c.relu_(),  # method
+                "d": d, "relu_d": torch.relu_(d),  # torch function
+            }  # fmt: skip
+
+    net = Shared().eval()
+    graph = unshare_in_place(torch.fx.symbolic_trace(net))
+    assert net.relu.inplace  # the network's own module is not changed
+    torch.manual_seed(0)
+    out = graph(torch.randn(1, 3, 8, 8))
+    for k in "abcd":
+        assert out[k].min() < 0, k  # not rectified after the fact
+        assert torch.equal(out[f"relu_{k}"], out[k].relu()), k
+
+
+def test_in_place_operations_on_tensors_read_once_stay_in_place():
+    class Chain(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+            self.relu = nn.ReLU(inplace=True)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.relu(self.conv(x))
+
+    graph = unshare_in_place(torch.fx.symbolic_trace(Chain()))
+    assert [n.target for n in graph.graph.nodes if n.op == "call_module"] == ["conv", "relu"]

@@ -19,7 +19,7 @@ from torch import fx, nn
 from inceptionism.errors import ConfigError
 from inceptionism.models.optimize import fast_graph, fold_preprocessing
 from inceptionism.models.spec import ModelSpec, Preprocessing, WeightsSpec
-from inceptionism.models.tracing import trace_features
+from inceptionism.models.tracing import trace_features, unshare_in_place
 
 
 @dataclass(frozen=True)
@@ -167,6 +167,7 @@ class DreamModel:
             fixup = self.spec.graph_fixups.get(self.weights.name)
             if fixup is not None:
                 graph = fixup(graph)
+            graph = unshare_in_place(graph)  # a returned feature is never changed by a later in-place ReLU
             graph.eval().requires_grad_(False)
             preprocessed = False
             if fast:  # on a copy of the (truncated) graph: the loaded model itself is never changed
