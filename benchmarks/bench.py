@@ -7,7 +7,8 @@
 
 peak  fp32 and bf16 matmul GFLOP/s (4096², best of 5): the machine's measured ceiling.
 W0    the seed's work: inception_v3 to Mixed_6c, loss on Mixed_6a + Mixed_6c, a 225×375 image, one ascent step
-      (forward + input gradient). A naive eager loop (written here) against our engine in fp32 and bf16.
+      (forward + input gradient). A naive eager loop (written here) against our engine in fp32 and bf16; the
+      engine's fast graph with autograd's gradient instead of its own program (models/backprop.py) shows that.
       GFLOP/s from torch's flop counter; "useful" counts only the network's own work (forward to the deepest
       layer and the input gradient, on the plain graph), so neither a loop that does more work than needed nor
       a rewrite that multiplies some zeros (the stem's sub-pixel kernel) looks faster. The engine's
@@ -34,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, conv_flop_count, register_flop_formula
 
 warnings.filterwarnings("ignore", category=UserWarning)
 OUT = Path(__file__).parent / "out"
@@ -65,6 +66,12 @@ def median_time(fn, reps: int = 7, warmup: int = 2) -> float:
             fn()
             times.append(time.perf_counter() - t)
     return sorted(times)[len(times) // 2]
+
+
+@register_flop_formula(torch.ops.mkldnn._convolution_pointwise)
+def _fused_conv_flops(x_shape, w_shape, *args, out_shape=None, **kwargs) -> int:
+    """oneDNN's fused convolution (the engine's CPU forward, models/backprop.py) counts as the convolution."""
+    return conv_flop_count(x_shape, w_shape, out_shape, transposed=False)
 
 
 def flops_of(fn) -> float:
@@ -128,7 +135,7 @@ def part_w0(peak: dict[str, float], compile_too: bool) -> None:
 
     rows = [("naive eager loop", naive)]
 
-    def engine(precision: str, fast: bool):
+    def engine(precision: str, fast: bool, backprop: bool = True):
         cfg = DreamConfig(
             model="inception_v3", layers=("mixed3", "mixed5"), loss="mean", grad_norm="std", jitter=0,
             tile_size=512, precision=precision,
@@ -136,11 +143,14 @@ def part_w0(peak: dict[str, float], compile_too: bool) -> None:
         d = Dreamer(model, build_objective(cfg, model), cfg, bench_device())
         if not fast:
             d.extractor = model.extractor(d.objective.layers, fast=False)
+        elif not backprop:  # the same fast graph, its gradient by autograd
+            d.extractor = d.extractor.with_autograd()
         g = torch.Generator().manual_seed(0)
         return lambda: d.step(image, g, 512)
 
     rows += [
         ("engine fp32, plain graph", engine("fp32", fast=False)),
+        ("engine fp32, autograd", engine("fp32", fast=True, backprop=False)),
         ("engine fp32", engine("fp32", fast=True)),
         ("engine bf16", engine("bf16", fast=True)),
     ]

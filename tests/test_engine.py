@@ -124,5 +124,8 @@ def test_compiled_extractor_dreams_like_the_eager_one(lite0):
     outs = []
     for compile_ in (False, True):
         cfg = DreamConfig(layers=("block3",), octaves=1, steps=2, precision="fp32", compile=compile_).validate()
-        outs.append(Dreamer(lite0, build_objective(cfg, lite0), cfg, torch.device("cpu")).run(image))
+        dreamer = Dreamer(lite0, build_objective(cfg, lite0), cfg, torch.device("cpu"))
+        # Compiled, the graph's gradient is autograd's (inductor traces the graph), not the CPU program's.
+        assert (dreamer.extractor.backprop is None) == compile_
+        outs.append(dreamer.run(image))
     assert torch.allclose(outs[0], outs[1], atol=1e-3)

@@ -76,6 +76,8 @@ class Dreamer:
         self.precision = pick_precision(config.precision, device)
         # bf16/fp16: weights held in that dtype (no per-call casts); autocast still guards ops that need fp32.
         self.extractor: FeatureExtractor = model.extractor(objective.layers, dtype=compute_dtype(self.precision))
+        if config.compile:  # torch.compile traces the graph itself: autograd's gradient, not the CPU program's
+            self.extractor = self.extractor.with_autograd()
         self._compiled = torch.compile(self.extractor, dynamic=True) if config.compile else None
         self._bytes_per_pixel: float | None = None
         self._batch = 1

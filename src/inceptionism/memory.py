@@ -1,9 +1,10 @@
 """Memory-aware planning: choose the tile size from the memory available and the model's measured cost.
 
-The cost is measured, not guessed: one forward pass on a small probe tile records the bytes autograd keeps for
-the backward pass (``saved_tensors_hooks``), giving bytes per input pixel for this model, these layers and this
-precision. The tile is the largest square whose cost fits the budget (a share of the free memory, or
-``--max-memory``). If a step still runs out of memory, the engine halves the tile and retries.
+The cost is measured, not guessed: one step on a small probe tile records the bytes autograd saves for the
+backward pass (``saved_tensors_hooks``), or the most a ``Backprop`` program holds at once, giving bytes per
+input pixel for this model, these layers and this precision. The tile is the largest square whose cost fits
+the budget (a share of the free memory, or ``--max-memory``). If a step still runs out of memory, the engine
+halves the tile and retries.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import torch
 from torch import nn
 
 from inceptionism.errors import ConfigError
+from inceptionism.models.backprop import observe_memory
 
 _UNITS = {"": 1, "B": 1, "K": 1e3, "KB": 1e3, "M": 1e6, "MB": 1e6, "G": 1e9, "GB": 1e9, "T": 1e12, "TB": 1e12}
 _UNITS.update({"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40})
@@ -27,6 +29,11 @@ PROBE = 128
 # Safety factor on the bytes autograd saves (gradients, the tile batch, allocator slack). Measured for lite0
 # block10 on a CPU: a 1024² step grew the process by 0.95× its saved bytes; 2× leaves room for other networks.
 OVERHEAD = 2.0
+# A Backprop program saves less than autograd, so the process grows by more per byte it holds (allocator slack
+# across tile shapes, oneDNN's scratch memory). Measured with lite0, 1024² in 2 octaves under a 256 MB cap: at
+# 512² tiles a run grew by 151–161 MB with the program and 182–191 MB with autograd; planned from the program's
+# bare peak (576² tiles), by 208–280 MB, past the cap. Its peak counts double, so that OVERHEAD holds for both.
+PROGRAM_SLACK = 2.0
 MAX_BATCH = 8
 FREE_SHARE = 0.5  # share of free memory a run takes by default
 
@@ -91,18 +98,25 @@ class TilePlan:
 
 
 def measure_bytes_per_pixel(extractor: nn.Module, score: object, device: torch.device, precision_ctx: object) -> float:
-    """Bytes autograd keeps per input pixel for one forward pass of ``extractor`` (probe tile of 128²)."""
-    saved = 0
+    """Bytes per input pixel that one step of ``extractor`` holds (probe tile of 128²): the tensors autograd
+    saves for the backward pass, or the most a :class:`~inceptionism.models.backprop.Backprop` program holds at
+    once (it saves less, so its working tensors count too)."""
+    saved, program = 0, 0
 
     def pack(t: torch.Tensor) -> torch.Tensor:
         nonlocal saved
         saved += t.numel() * t.element_size()
         return t
 
+    def held(nbytes: int) -> None:
+        nonlocal program
+        program = max(program, nbytes)
+
     x = torch.rand(1, 3, PROBE, PROBE, device=device, requires_grad=True)
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), precision_ctx:  # type: ignore[attr-defined]
-        score(extractor(x))  # type: ignore[operator]
-    return max(saved, 1) / PROBE**2
+    hooks = torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t)  # type: ignore[attr-defined]
+    with hooks, observe_memory(held), precision_ctx:  # type: ignore[attr-defined]
+        score(extractor(x)).sum().backward()  # type: ignore[operator]
+    return max(saved + PROGRAM_SLACK * program, 1) / PROBE**2
 
 
 def plan_tile(

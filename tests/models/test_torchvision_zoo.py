@@ -194,6 +194,28 @@ def test_fast_extractor_gradient_matches_the_plain_graph(zoo: Loaded) -> None:
     assert error < 5e-3, error  # 1e-6–3e-5, ResNet 1e-3; a wrong pass gives order 1
 
 
+def test_backprop_program_covers_the_zoo_and_matches_autograd(zoo: Loaded) -> None:
+    """Every zoo graph compiles to a :class:`Backprop` program, down to the classifier, and its image gradient is
+    autograd's on the same fast graph (the same kernels: equal, or a rounding apart), in fp32 and bf16."""
+    model = zoo.model
+    names = model.layer_names()
+    image = _image(80, 112)
+    for layers in (list(model.spec.default_layers), [names[len(names) // 2], names[-1]]):
+        for dtype, tolerance in ((None, 1e-5), (torch.bfloat16, 5e-3)):
+            extractor = model.extractor(layers, dtype=dtype)
+            if extractor.backprop is None:  # a generic torchvision network may hold operations without a rule
+                assert model.name.startswith("tv:"), (layers, dtype)  # (hardswish, squeeze-excite): autograd
+                continue
+            without = extractor.with_autograd()
+            grads = []
+            for ex in (extractor, without):
+                x = image.clone().requires_grad_(True)
+                sum(a.float().square().mean() for a in ex(x).values()).backward()
+                grads.append(x.grad)
+            error = float((grads[0] - grads[1]).norm() / grads[1].norm())
+            assert error < tolerance, (layers, dtype, error)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Model-specific names and behaviour
 

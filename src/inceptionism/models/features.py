@@ -17,6 +17,8 @@ import torch
 from torch import fx, nn
 
 from inceptionism.errors import ConfigError
+from inceptionism.models.backprop import DTYPES as BACKPROP_DTYPES
+from inceptionism.models.backprop import Backprop
 from inceptionism.models.optimize import fast_graph, fold_preprocessing
 from inceptionism.models.spec import ModelSpec, Preprocessing, WeightsSpec
 from inceptionism.models.tracing import trace_features, unshare_in_place
@@ -71,6 +73,7 @@ class FeatureExtractor(nn.Module):
         channels_last: bool = False,
         dtype: torch.dtype | None = None,
         preprocessed: bool = False,
+        backprop: Backprop | None = None,
     ) -> None:
         super().__init__()
         self.graph = graph
@@ -79,6 +82,7 @@ class FeatureExtractor(nn.Module):
         self.layers = layers
         self.channels_last = channels_last
         self.dtype = dtype
+        self.backprop = backprop  # the graph compiled for CPU image gradients without autograd, if it can be
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         if not self.preprocessed:
@@ -86,10 +90,23 @@ class FeatureExtractor(nn.Module):
         if self.channels_last or self.dtype is not None:  # one copy for both
             fmt = torch.channels_last if self.channels_last else torch.preserve_format
             x = x.to(dtype=self.dtype or x.dtype, memory_format=fmt)
+        if self.backprop is not None and self._backprop_wanted(x):
+            return self.backprop(x)  # its reverse takes feature gradients in any layout
         out: dict[str, torch.Tensor] = self.graph(x)
         if self.channels_last:
             out = {name: channels_last_grad(act) for name, act in out.items()}
         return out
+
+    def with_autograd(self) -> FeatureExtractor:
+        """This extractor (sharing its graph) with gradients always by autograd, never by the program."""
+        other = copy.copy(self)
+        other.backprop = None
+        return other
+
+    @staticmethod
+    def _backprop_wanted(x: torch.Tensor) -> bool:
+        cpu = x.device.type == "cpu" and x.dtype in BACKPROP_DTYPES
+        return cpu and torch.is_grad_enabled() and x.requires_grad
 
 
 def _feature_graph(module: nn.Module, nodes: dict[str, str]) -> fx.GraphModule:
@@ -178,8 +195,9 @@ class DreamModel:
                 preprocessed = fold_preprocessing(plain, *self.preprocessing.affine())
                 graph = fast_graph(plain, dtype)
             self._extractors[key] = FeatureExtractor(
-                graph, self.preprocessing, names, channels_last=fast, dtype=dtype, preprocessed=preprocessed
-            )
+                graph, self.preprocessing, names, channels_last=fast, dtype=dtype, preprocessed=preprocessed,
+                backprop=Backprop.compile(graph) if fast else None,
+            )  # fmt: skip
         return self._extractors[key]
 
     def to(self, device: torch.device | str) -> DreamModel:

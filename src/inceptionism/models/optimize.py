@@ -131,14 +131,24 @@ class BoxFilter(nn.Module):
         self._weights: dict[tuple[int, torch.dtype, torch.device], torch.Tensor] = {}
         self._counts: dict[tuple[int, int, torch.dtype, torch.device], torch.Tensor] = {}
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        k, pad, channels = self.kernel_size, self.padding, x.shape[1]
-        key = (channels, x.dtype, x.device)
+    @property
+    def is_convolution(self) -> bool:
+        """Whether the filter is exactly one depthwise convolution (with :meth:`weight` and ``bias``)."""
+        return self.count_include_pad or self.padding == 0
+
+    def weight(self, channels: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """The depthwise averaging kernel (channels, 1, k, k), made once per channel count, dtype and device."""
+        key, k = (channels, dtype, device), self.kernel_size
         if key not in self._weights:
-            self._weights[key] = torch.full((channels, 1, k, k), 1 / (k * k), dtype=x.dtype, device=x.device)
-        if self.count_include_pad or pad == 0:
-            return torch.nn.functional.conv2d(x, self._weights[key], self.bias, padding=pad, groups=channels)
-        mean = torch.nn.functional.conv2d(x, self._weights[key], padding=pad, groups=channels)
+            self._weights[key] = torch.full((channels, 1, k, k), 1 / (k * k), dtype=dtype, device=device)
+        return self._weights[key]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pad, channels = self.padding, x.shape[1]
+        weight = self.weight(channels, x.dtype, x.device)
+        if self.is_convolution:
+            return torch.nn.functional.conv2d(x, weight, self.bias, padding=pad, groups=channels)
+        mean = torch.nn.functional.conv2d(x, weight, padding=pad, groups=channels)
         mean = mean * self._border_correction(x)
         return mean if self.bias is None else mean + self.bias.view(1, -1, 1, 1)
 

@@ -1,0 +1,581 @@
+"""The image gradient of a feature graph on CPUs without autograd: a forward program and its hand-written reverse.
+
+A dream step needs one thing from the network: the gradient of a score with respect to the *image*. Autograd
+records every operation of the forward pass and keeps each one's inputs for a backward pass that could also
+give weight gradients. :class:`Backprop` compiles a traced feature graph (after :func:`.optimize.fast_graph`)
+into two straight lists of steps instead:
+
+- **forward**: every convolution runs through oneDNN with its weights reordered into oneDNN's own layout once
+  per input shape (``mkldnn._convolution_pointwise``; eager PyTorch reorders them on every call) and the ReLU
+  or ReLU6 after it fused in. Nothing is recorded, and each activation is freed once its last reader has run.
+- **tape**: only what the reverse needs: the output of each activation (its mask) and the argmax of each max
+  pool. A convolution's input gradient needs no input, so none is kept.
+- **reverse**: the input gradient of each step, in reverse order, with the same kernels autograd would call
+  (``convolution_backward`` for the input only, ``threshold_backward``, ``max_pool2d_with_indices_backward``;
+  the strided stem and depthwise rules of :mod:`.stem` and :mod:`.depthwise`). In bf16 the ReLU and its mask
+  run on the raw 16-bit integers: a bf16 value is ``> 0`` exactly when its bits, read as an int16, are, and
+  PyTorch's int16 kernels are vectorised where its bf16 ones convert every element.
+
+The results are autograd's on the same graph: bit for bit in most tests, or a rounding apart where oneDNN
+picks another fp32 algorithm for reordered weights. :meth:`Backprop.compile` returns ``None`` for a graph with a
+node it has no rule for, and the extractor then keeps autograd; so do other devices, fp16, ``--compile`` and
+calls that want no gradient. Measured: README "Speed and memory".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import operator
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, cast
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from inceptionism.models import depthwise, stem
+from inceptionism.models.optimize import BoxFilter
+
+CL = torch.channels_last
+DTYPES = (torch.float32, torch.bfloat16)  # what oneDNN runs here (fp16 needs CPU support most lack)
+PACKED_SHAPES = 4  # reordered weights kept per convolution: an octave's tile shapes, or a run's octaves
+
+Slots = list[Any]  # one per graph node: its value (forward) or its gradient (reverse)
+Forward = Callable[[Slots, Slots], None]  # (values, tape)
+Reverse = Callable[[Slots, Slots], None]  # (gradients, tape)
+
+_RELUS = (F.relu, torch.relu, torch.relu_)
+_SPLITS = (torch.split, torch.functional.split)
+_ADDS = (operator.add, operator.iadd, torch.add)
+_CONVS = (nn.Conv2d, BoxFilter, stem.StridedStem, depthwise.StridedDepthwise)
+
+
+_FUSED_CONV = hasattr(torch.ops.mkldnn, "_convolution_pointwise")  # oneDNN's convolution with fused activations
+_CONV: Any = torch.ops.mkldnn._convolution_pointwise.default if _FUSED_CONV else None
+_CONV_BACKWARD = torch.ops.aten.convolution_backward.default
+_INPUT_ONLY = [True, False, False]  # convolution_backward's output mask: no weight or bias gradients
+
+_memory_observers: list[Callable[[int], None]] = []
+
+
+@contextlib.contextmanager
+def observe_memory(observer: Callable[[int], None]) -> Iterator[None]:
+    """Within: ``observer(bytes)`` after each forward run and each reverse of a program, with the most memory its
+    tensors held at once (values, tape and gradients; shared storage counted once). Memory planning measures
+    programs with it, and autograd graphs by the tensors they save."""
+    _memory_observers.append(observer)
+    try:
+        yield
+    finally:
+        _memory_observers.remove(observer)
+
+
+def held_bytes(*held: Any) -> int:
+    """Bytes of the storages behind the tensors in ``held`` (nested lists, tuples and dicts), each once."""
+    storages: dict[int, int] = {}
+    stack = list(held)
+    while stack:
+        item = stack.pop()
+        if isinstance(item, torch.Tensor):
+            storage = item.untyped_storage()
+            storages[storage.data_ptr()] = storage.nbytes()
+        elif isinstance(item, (tuple, list)):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+    return sum(storages.values())
+
+
+class Unsupported(Exception):
+    """A node :class:`Backprop` has no rule for."""
+
+
+def available() -> bool:
+    """Whether this PyTorch has the oneDNN operators the program runs on."""
+    return torch.backends.mkldnn.is_available() and _FUSED_CONV
+
+
+def relu_(x: torch.Tensor) -> torch.Tensor:
+    """ReLU in place; bf16 on its int16 bits (negative values have the sign bit: they clamp to +0)."""
+    (x.view(torch.int16) if x.dtype == torch.bfloat16 else x).clamp_min_(0)
+    return x
+
+
+def relu_mask(grad: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """The gradient through a ReLU whose output was ``out``; bf16 on int16 bits (same values)."""
+    if out.dtype == torch.bfloat16:
+        masked = torch.ops.aten.threshold_backward.default(grad.view(torch.int16), out.view(torch.int16), 0)
+        return cast(torch.Tensor, masked.view(torch.bfloat16))
+    return cast(torch.Tensor, torch.ops.aten.threshold_backward.default(grad, out, 0))
+
+
+def relu6_mask(grad: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """The gradient through a ReLU6 whose output was ``out`` (0 < out < 6 exactly where 0 < input < 6)."""
+    return cast(torch.Tensor, torch.ops.aten.hardtanh_backward.default(grad, out, 0.0, 6.0))
+
+
+_MASKS = {"relu": relu_mask, "relu6": relu6_mask}
+_FUSED = {"relu": ("relu", []), "relu6": ("hardtanh", [0.0, 6.0]), None: ("none", [])}
+
+
+def activation(node: fx.Node, modules: dict[str, nn.Module]) -> str | None:
+    """``"relu"`` or ``"relu6"`` for an activation node (module, function or method), else None."""
+    if node.op == "call_module":
+        m = modules.get(str(node.target))
+        if type(m) is nn.ReLU:
+            return "relu"
+        return "relu6" if type(m) is nn.ReLU6 else None
+    if node.op == "call_method":
+        return "relu" if node.target in ("relu", "relu_") else None
+    if node.op == "call_function":
+        if node.target in _RELUS:
+            return "relu"
+        return "relu6" if node.target is F.relu6 else None
+    return None
+
+
+class _Conv:
+    """A convolution node's module: oneDNN-packed weights, a fused activation, and its input-gradient rule."""
+
+    def __init__(self, module: nn.Module, act: str | None) -> None:
+        conv = module.conv if isinstance(module, (stem.StridedStem, depthwise.StridedDepthwise)) else module
+        self.box: BoxFilter | None = None
+        self.fixed: tuple[torch.Tensor, torch.Tensor | None, int] | None = None  # (weight, bias, groups)
+        if isinstance(conv, BoxFilter):
+            if not conv.is_convolution:
+                raise Unsupported("an average pool that excludes its padding")
+            self.box, self.stride, self.padding, self.dilation = conv, [1, 1], [conv.padding] * 2, [1, 1]
+        elif type(conv) is nn.Conv2d and conv.padding_mode == "zeros" and not isinstance(conv.padding, str):
+            self.stride, self.padding, self.dilation = list(conv.stride), list(conv.padding), list(conv.dilation)
+            self.fixed = (conv.weight, conv.bias, conv.groups)  # the parameters themselves: .to() keeps them
+        else:
+            raise Unsupported(f"convolution {type(conv).__name__}")
+        self.stem = module if isinstance(module, stem.StridedStem) else None
+        self.strided_depthwise = isinstance(module, depthwise.StridedDepthwise)
+        self.act, (self.attr, self.scalars) = act, _FUSED[act]
+        self._packed: dict[tuple[Any, ...], torch.Tensor] = {}  # in use order
+        self._last: tuple[tuple[Any, ...], torch.Tensor] | None = None
+
+    def weights(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, int]:
+        """(weight, bias, groups) for input ``x``."""
+        if self.fixed is not None:
+            return self.fixed
+        box = cast(BoxFilter, self.box)
+        return box.weight(x.shape[1], x.dtype, x.device), box.bias, x.shape[1]
+
+    def packed(self, weight: torch.Tensor, groups: int, x: torch.Tensor) -> torch.Tensor:
+        """``weight`` reordered for oneDNN for inputs shaped like ``x`` (oneDNN picks its layout by input shape:
+        one reordered for another shape runs 3–20× slower), kept for the last :data:`PACKED_SHAPES` shapes."""
+        key = (weight.dtype, weight.device, weight.data_ptr(), weight._version, x.shape)
+        if self._last is not None and self._last[0] == key:
+            return self._last[1]
+        packed = self._packed.pop(key, None)
+        if packed is None:
+            try:
+                reorder = torch.ops.mkldnn._reorder_convolution_weight
+                packed = reorder(weight, self.padding, self.stride, self.dilation, groups, list(x.shape))
+            except RuntimeError:  # a build without the reorder for this dtype: oneDNN reorders per call
+                packed = weight
+            while len(self._packed) >= PACKED_SHAPES:
+                self._packed.pop(next(iter(self._packed)))
+        self._packed[key] = packed  # most recent last
+        self._last = (key, packed)
+        return packed
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight, bias, groups = self.weights(x)
+        w = self.packed(weight, groups, x)
+        return cast(
+            torch.Tensor,
+            _CONV(x, w, bias, self.padding, self.stride, self.dilation, groups, self.attr, self.scalars, ""),
+        )
+
+    def input_gradient(self, grad: torch.Tensor, x: torch.Size, dtype: torch.dtype) -> torch.Tensor:
+        """The gradient with respect to an input of shape ``x`` from the output gradient ``grad`` (masked)."""
+        grad = grad.contiguous(memory_format=CL)
+        if self.stem is not None:
+            kernel, first = self.stem.kernel(grad.dtype, grad.device)
+            stride = cast(tuple[int, int], tuple(self.stride))
+            return stem.input_gradient(grad, kernel, first, (x[2], x[3]), stride)
+        weight, _, groups = self.weights(grad)
+        if self.strided_depthwise and dtype in depthwise.LOW_PRECISION:
+            stride, padding = cast(tuple[int, int], tuple(self.stride)), cast(tuple[int, int], tuple(self.padding))
+            return depthwise.input_gradient(grad, weight, (x[2], x[3]), stride, padding)
+        shape_only = torch.empty(x, dtype=dtype, device=grad.device, memory_format=CL)
+        return cast(
+            torch.Tensor,
+            _CONV_BACKWARD(
+                grad, shape_only, weight, None, self.stride, self.padding, self.dilation,
+                False, [0, 0], groups, _INPUT_ONLY,
+            )[0],
+        )  # fmt: skip
+
+
+def _pair(v: Any) -> list[int]:
+    return [int(i) for i in v] if isinstance(v, (tuple, list)) else [int(v), int(v)]
+
+
+def _pair_or_none(v: Any) -> list[int | None]:
+    return list(v) if isinstance(v, (tuple, list)) else [v, v]
+
+
+_POOL_PARAMS = ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
+
+
+def _pool_params(node: fx.Node, modules: dict[str, nn.Module]) -> list[Any] | None:
+    """[kernel, stride, padding, dilation, ceil_mode] of a max-pool node, or None if it is not one."""
+    if node.op == "call_module":
+        m = modules.get(str(node.target))
+        if type(m) is not nn.MaxPool2d or m.return_indices:
+            return None
+        p: dict[str, Any] = {"kernel_size": m.kernel_size, "stride": m.stride, "padding": m.padding}
+        p.update(dilation=m.dilation, ceil_mode=m.ceil_mode)
+    elif node.op == "call_function" and node.target in (F.max_pool2d, torch.max_pool2d):
+        p = {**dict(zip(_POOL_PARAMS, node.args, strict=False)), **node.kwargs}
+        if p.get("return_indices"):
+            return None
+    else:
+        return None
+    kernel = _pair(p["kernel_size"])
+    stride = _pair(p.get("stride") or kernel)  # a pool's stride defaults to its kernel
+    return [kernel, stride, _pair(p.get("padding", 0)), _pair(p.get("dilation", 1)), bool(p.get("ceil_mode"))]
+
+
+class Backprop:
+    """A compiled feature graph: :meth:`forward` gives the features and a tape, :meth:`reverse` the image gradient.
+
+    :meth:`__call__` wraps both in one autograd function, so the features stay differentiable for objectives.
+    """
+
+    def __init__(self, graph: fx.GraphModule) -> None:
+        self.modules = dict(graph.named_modules())
+        self.nodes = list(graph.graph.nodes)
+        self.slot = {n: i for i, n in enumerate(self.nodes)}
+        placeholders = [n for n in self.nodes if n.op == "placeholder"]
+        if len(placeholders) != 1:
+            raise Unsupported("a graph with one input is needed")
+        self.fused = self._fusions()
+        self.forward_steps: list[tuple[Forward, tuple[int, ...]]] = []
+        self.reverse_steps: list[tuple[int, Reverse]] = []
+        self.outputs: dict[str, int] = {}
+        last_use = {n: max((self.nodes.index(u) for u in n.users), default=i) for i, n in enumerate(self.nodes)}
+        for i, node in enumerate(self.nodes):
+            if node.op == "output":
+                self.outputs = {str(k): self.slot[v] for k, v in cast(dict[str, fx.Node], node.args[0]).items()}
+                continue
+            forward, reverse = self._rule(node)
+            released = tuple(self.slot[n] for n in self.nodes[: i + 1] if last_use[n] == i and n.op != "placeholder")
+            self.forward_steps.append((forward, released))
+            if reverse is not None:
+                self.reverse_steps.append((i, reverse))
+        self.reverse_steps.reverse()
+        self.input = self.slot[placeholders[0]]
+
+    @classmethod
+    def compile(cls, graph: fx.GraphModule) -> Backprop | None:
+        """The program for ``graph``, or None where a node has no rule (the caller keeps autograd)."""
+        if not available():
+            return None
+        try:
+            return cls(graph)
+        except Unsupported:
+            return None
+
+    def _fusions(self) -> dict[fx.Node, str]:
+        """Convolution nodes whose only reader is an activation: that activation runs inside them."""
+        fused = {}
+        for node in self.nodes:
+            if node.op == "call_module" and len(node.users) == 1:
+                m = self.modules.get(str(node.target))
+                act = activation(next(iter(node.users)), self.modules)
+                if act is not None and isinstance(m, _CONVS):
+                    fused[node] = act
+        return fused
+
+    def _owned(self, node: fx.Node) -> bool:
+        """Whether ``node``'s value may change in place unseen: read once, and, if a view, its base too."""
+        if len(node.users) != 1 or node.op == "placeholder":
+            return False
+        source = node.args[0] if node.args else None
+        if node.op == "call_function" and node.target is operator.getitem:  # a part of a split: disjoint parts
+            split = cast(fx.Node, source)
+            return self._owned(cast(fx.Node, split.args[0]))
+        if node.op == "call_function" and node.target is torch.flatten:
+            return self._owned(cast(fx.Node, source))
+        if activation(node, self.modules) is not None and source in self.fused:
+            return True  # the convolution's own output
+        if node.op == "call_module" and isinstance(self.modules[str(node.target)], (nn.Dropout, nn.Identity)):
+            return self._owned(cast(fx.Node, source))
+        return True
+
+    # -- rules: (forward step, reverse step or None) per node ----------------------------------------------------
+
+    def _rule(self, node: fx.Node) -> tuple[Forward, Reverse | None]:
+        if node.op == "placeholder":
+            return (lambda values, tape: None), None
+        args: list[Any] = [self.slot[a] if isinstance(a, fx.Node) else a for a in node.args]
+        act = activation(node, self.modules)
+        if act is not None:
+            return self._activation(node, args[0], act)
+        pool = _pool_params(node, self.modules)
+        if pool is not None:
+            return self._max_pool(node, args[0], pool)
+        if node.op == "call_module":
+            return self._module(node, args)
+        if node.op == "call_function" and not node.kwargs.keys() - {"dim"}:
+            if node.target is torch.cat:
+                return self._cat(node, int(cast(int, node.kwargs.get("dim", args[1] if len(args) > 1 else 0))))
+            if node.target in _SPLITS:
+                return self._split(node, args, int(cast(int, node.kwargs.get("dim", args[2] if len(args) > 2 else 0))))
+            if node.target is operator.getitem and isinstance(node.args[1], int):
+                return self._getitem(node, args[0], node.args[1])
+            if node.target in _ADDS and len(args) == 2 and not node.kwargs:
+                return self._add(node, args)
+            if node.target is torch.flatten and len(args) == 2 and node.args[1] == 1:
+                return self._flatten(node, args[0])
+        raise Unsupported(f"{node.op} {node.target}")
+
+    def _module(self, node: fx.Node, args: list[Any]) -> tuple[Forward, Reverse | None]:
+        m = self.modules[str(node.target)]
+        i, src = self.slot[node], args[0]
+        if isinstance(m, _CONVS):
+            return self._conv(node, src, _Conv(m, self.fused.get(node)))
+        if isinstance(m, (nn.Dropout, nn.Identity)) and not m.training:
+            return self._alias(i, src)
+        if type(m) is nn.AdaptiveAvgPool2d and _pair_or_none(m.output_size) == [1, 1]:  # as PyTorch runs it
+
+            def mean(values: Slots, tape: Slots) -> None:
+                x = values[src]
+                tape[i] = x.shape
+                values[i] = x.mean((2, 3), keepdim=True)
+
+            def mean_back(grads: Slots, tape: Slots) -> None:
+                shape = tape[i]
+                _accumulate(grads, src, grads[i].expand(shape) / (shape[2] * shape[3]))
+
+            return mean, mean_back
+        if type(m) is nn.AdaptiveAvgPool2d and None not in _pair_or_none(m.output_size):
+            size = _pair(m.output_size)
+
+            def pool(values: Slots, tape: Slots) -> None:
+                x = values[src]
+                tape[i] = (x.shape, x.dtype, CL if x.is_contiguous(memory_format=CL) else torch.contiguous_format)
+                values[i] = torch.ops.aten._adaptive_avg_pool2d.default(x, size)
+
+            def pool_back(grads: Slots, tape: Slots) -> None:
+                shape, dtype, layout = tape[i]
+                grad = grads[i]
+                shape_only = torch.empty(shape, dtype=dtype, device=grad.device, memory_format=layout)
+                _accumulate(grads, src, torch.ops.aten._adaptive_avg_pool2d_backward.default(grad, shape_only))
+
+            return pool, pool_back
+        if type(m) is nn.Linear:
+            weight, bias = m.weight, m.bias
+
+            def linear(values: Slots, tape: Slots) -> None:
+                values[i] = F.linear(values[src], weight, bias)
+
+            def linear_back(grads: Slots, tape: Slots) -> None:
+                _accumulate(grads, src, grads[i].to(weight.dtype) @ weight)
+
+            return linear, linear_back
+        raise Unsupported(f"module {type(m).__name__}")
+
+    def _conv(self, node: fx.Node, src: int, conv: _Conv) -> tuple[Forward, Reverse]:
+        i, mask = self.slot[node], _MASKS.get(conv.act or "")
+
+        def forward(values: Slots, tape: Slots) -> None:
+            x = values[src]
+            y = values[i] = conv.forward(x)
+            tape[i] = (x.shape, x.dtype, y if mask is not None else None)
+
+        def reverse(grads: Slots, tape: Slots) -> None:
+            shape, dtype, out = tape[i]
+            grad = grads[i] if mask is None else mask(grads[i], out)
+            _accumulate(grads, src, conv.input_gradient(grad, shape, dtype))
+
+        return forward, reverse
+
+    def _activation(self, node: fx.Node, src: int, act: str) -> tuple[Forward, Reverse | None]:
+        i, source = self.slot[node], node.args[0]
+        if source in self.fused:  # ran inside the convolution: the same value, the convolution masks
+            return self._alias(i, src)
+        assert isinstance(source, fx.Node)
+        in_place = self._owned(source)
+        if act == "relu":
+            run: Callable[[torch.Tensor], torch.Tensor] = relu_ if in_place else torch.relu
+        else:
+            run = (lambda x: x.clamp_(0, 6)) if in_place else (lambda x: x.clamp(0, 6))
+        mask = _MASKS[act]
+
+        def forward(values: Slots, tape: Slots) -> None:
+            values[i] = tape[i] = run(values[src])
+
+        def reverse(grads: Slots, tape: Slots) -> None:
+            _accumulate(grads, src, mask(grads[i], tape[i]))
+
+        return forward, reverse
+
+    def _max_pool(self, node: fx.Node, src: int, params: list[Any]) -> tuple[Forward, Reverse]:
+        i = self.slot[node]
+
+        def forward(values: Slots, tape: Slots) -> None:
+            x = values[src]
+            values[i], indices = torch.ops.aten.max_pool2d_with_indices.default(x, *params)
+            tape[i] = (x.shape, x.dtype, indices)
+
+        def reverse(grads: Slots, tape: Slots) -> None:
+            shape, dtype, indices = tape[i]
+            grad = grads[i]
+            shape_only = torch.empty(shape, dtype=dtype, device=grad.device, memory_format=CL)
+            backward = torch.ops.aten.max_pool2d_with_indices_backward.default
+            _accumulate(grads, src, backward(grad, shape_only, *params, indices))
+
+        return forward, reverse
+
+    def _cat(self, node: fx.Node, dim: int) -> tuple[Forward, Reverse]:
+        i = self.slot[node]
+        srcs = [self.slot[a] for a in cast(Sequence[fx.Node], node.args[0])]
+
+        def forward(values: Slots, tape: Slots) -> None:
+            parts = [values[s] for s in srcs]
+            tape[i] = [p.shape[dim] for p in parts]
+            values[i] = torch.cat(parts, dim)
+
+        def reverse(grads: Slots, tape: Slots) -> None:
+            for s, part in zip(srcs, grads[i].split(tape[i], dim), strict=True):
+                _accumulate(grads, s, part)
+
+        return forward, reverse
+
+    def _split(self, node: fx.Node, args: list[Any], dim: int) -> tuple[Forward, Reverse]:
+        i, src, sizes = self.slot[node], args[0], args[1]
+
+        def forward(values: Slots, tape: Slots) -> None:
+            parts = values[i] = values[src].split(sizes, dim)
+            tape[i] = [p.shape for p in parts]
+
+        def reverse(grads: Slots, tape: Slots) -> None:  # grads[i]: {output index: gradient} from the getitems
+            pieces, shapes = grads[i], tape[i]
+            some = next(iter(pieces.values()))
+            parts = [
+                pieces[k] if k in pieces else torch.zeros(shape, dtype=some.dtype, device=some.device)
+                for k, shape in enumerate(shapes)
+            ]  # fmt: skip
+            _accumulate(grads, src, torch.cat(parts, dim) if len(parts) > 1 else parts[0])
+
+        return forward, reverse
+
+    def _getitem(self, node: fx.Node, src: int, k: int) -> tuple[Forward, Reverse]:
+        i = self.slot[node]
+
+        def forward(values: Slots, tape: Slots) -> None:
+            values[i] = values[src][k]
+
+        def reverse(grads: Slots, tape: Slots) -> None:
+            pieces = grads[src] = grads[src] or {}
+            pieces[k] = grads[i] if k not in pieces else pieces[k] + grads[i]
+
+        return forward, reverse
+
+    def _add(self, node: fx.Node, args: list[Any]) -> tuple[Forward, Reverse]:
+        i = self.slot[node]
+        a, b = args
+        first = node.args[0]
+        if not (isinstance(first, fx.Node) and isinstance(node.args[1], fx.Node)):
+            raise Unsupported("an addition of a constant")
+        if node.target is operator.iadd and len(first.users) != 1:
+            raise Unsupported("an in-place addition to a tensor read elsewhere")
+
+        def forward(values: Slots, tape: Slots) -> None:
+            values[i] = values[a] + values[b]
+
+        def reverse(grads: Slots, tape: Slots) -> None:
+            _accumulate(grads, a, grads[i])
+            _accumulate(grads, b, grads[i])
+
+        return forward, reverse
+
+    def _flatten(self, node: fx.Node, src: int) -> tuple[Forward, Reverse]:
+        i = self.slot[node]
+
+        def forward(values: Slots, tape: Slots) -> None:
+            x = values[src]
+            tape[i] = x.shape
+            values[i] = torch.flatten(x, 1)
+
+        def reverse(grads: Slots, tape: Slots) -> None:
+            _accumulate(grads, src, grads[i].reshape(tape[i]))
+
+        return forward, reverse
+
+    def _alias(self, i: int, src: int) -> tuple[Forward, Reverse]:
+        def forward(values: Slots, tape: Slots) -> None:
+            values[i] = values[src]
+
+        def reverse(grads: Slots, tape: Slots) -> None:
+            _accumulate(grads, src, grads[i])
+
+        return forward, reverse
+
+    # -- running --------------------------------------------------------------------------------------------------
+
+    def forward(self, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], Slots]:
+        """The features of ``x`` (no autograd) and the tape :meth:`reverse` needs."""
+        values: Slots = [None] * len(self.nodes)
+        tape: Slots = [None] * len(self.nodes)
+        values[self.input] = x
+        keep = set(self.outputs.values())
+        peak = 0
+        for step, released in self.forward_steps:
+            step(values, tape)
+            if _memory_observers:
+                peak = max(peak, held_bytes(values, tape))
+            for r in released:
+                if r not in keep:
+                    values[r] = None
+        for observer in _memory_observers:
+            observer(peak)
+        return {name: values[s] for name, s in self.outputs.items()}, tape
+
+    def reverse(self, tape: Slots, grads: dict[str, torch.Tensor | None]) -> torch.Tensor | None:
+        """The gradient with respect to the input, given the gradients of the features (None: not used)."""
+        slots: Slots = [None] * len(self.nodes)
+        for name, s in self.outputs.items():
+            g = grads.get(name)
+            if g is not None:
+                _accumulate(slots, s, g.contiguous(memory_format=CL) if g.dim() == 4 else g)
+        peak = 0
+        for i, step in self.reverse_steps:
+            if slots[i] is not None:
+                step(slots, tape)
+                if _memory_observers:
+                    peak = max(peak, held_bytes(slots, tape))
+                slots[i] = tape[i] = None  # freed as the reverse goes
+        for observer in _memory_observers:
+            observer(peak)
+        return cast(torch.Tensor | None, slots[self.input])
+
+    def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        names = tuple(self.outputs)
+        outs = _Backprop.apply(x, self, names)
+        return dict(zip(names, outs, strict=True))
+
+
+def _accumulate(grads: Slots, slot: int, grad: torch.Tensor) -> None:
+    held = grads[slot]
+    grads[slot] = grad if held is None else held + grad
+
+
+class _Backprop(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, program: Backprop, names: tuple[str, ...]) -> tuple[torch.Tensor, ...]:  # type: ignore[override]
+        features, tape = program.forward(x)
+        ctx.program, ctx.tape, ctx.names = program, tape, names
+        return tuple(features[n] for n in names)
+
+    @staticmethod
+    def backward(ctx: Any, *grads: torch.Tensor | None) -> tuple[torch.Tensor | None, None, None]:  # type: ignore[override]
+        program: Backprop = ctx.program
+        tape, ctx.tape = ctx.tape, None  # once: the tape is freed as the reverse runs
+        return program.reverse(tape, dict(zip(ctx.names, grads, strict=True))), None, None
