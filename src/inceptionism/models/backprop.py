@@ -50,9 +50,21 @@ _ADDS = (operator.add, operator.iadd, torch.add)
 _CONVS = (nn.Conv2d, BoxFilter, stem.StridedStem, depthwise.StridedDepthwise)
 
 
+def _native(overload: Any) -> Any:
+    """The C++ callable behind an operator overload: calling it skips ``OpOverload.__call__``, a Python frame
+    per call that cost about 1 ms of a 42 ms W0 step (py-spy)."""
+    return getattr(overload, "_op", overload)
+
+
 _FUSED_CONV = hasattr(torch.ops.mkldnn, "_convolution_pointwise")  # oneDNN's convolution with fused activations
-_CONV: Any = torch.ops.mkldnn._convolution_pointwise.default if _FUSED_CONV else None
-_CONV_BACKWARD = torch.ops.aten.convolution_backward.default
+_CONV: Any = _native(torch.ops.mkldnn._convolution_pointwise.default) if _FUSED_CONV else None
+_CONV_BACKWARD = _native(torch.ops.aten.convolution_backward.default)
+_THRESHOLD_BACKWARD = _native(torch.ops.aten.threshold_backward.default)
+_HARDTANH_BACKWARD = _native(torch.ops.aten.hardtanh_backward.default)
+_MAX_POOL = _native(torch.ops.aten.max_pool2d_with_indices.default)
+_MAX_POOL_BACKWARD = _native(torch.ops.aten.max_pool2d_with_indices_backward.default)
+_ADAPTIVE_POOL = _native(torch.ops.aten._adaptive_avg_pool2d.default)
+_ADAPTIVE_POOL_BACKWARD = _native(torch.ops.aten._adaptive_avg_pool2d_backward.default)
 _INPUT_ONLY = [True, False, False]  # convolution_backward's output mask: no weight or bias gradients
 
 _memory_observers: list[Callable[[int], None]] = []
@@ -104,14 +116,16 @@ def relu_(x: torch.Tensor) -> torch.Tensor:
 def relu_mask(grad: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     """The gradient through a ReLU whose output was ``out``; bf16 on int16 bits (same values)."""
     if out.dtype == torch.bfloat16:
-        masked = torch.ops.aten.threshold_backward.default(grad.view(torch.int16), out.view(torch.int16), 0)
-        return cast(torch.Tensor, masked.view(torch.bfloat16))
-    return cast(torch.Tensor, torch.ops.aten.threshold_backward.default(grad, out, 0))
+        masked: torch.Tensor = _THRESHOLD_BACKWARD(grad.view(torch.int16), out.view(torch.int16), 0)
+        return masked.view(torch.bfloat16)
+    result: torch.Tensor = _THRESHOLD_BACKWARD(grad, out, 0)
+    return result
 
 
 def relu6_mask(grad: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     """The gradient through a ReLU6 whose output was ``out`` (0 < out < 6 exactly where 0 < input < 6)."""
-    return cast(torch.Tensor, torch.ops.aten.hardtanh_backward.default(grad, out, 0.0, 6.0))
+    result: torch.Tensor = _HARDTANH_BACKWARD(grad, out, 0.0, 6.0)
+    return result
 
 
 _MASKS = {"relu": relu_mask, "relu6": relu6_mask}
@@ -150,6 +164,7 @@ class _Conv:
             self.fixed = (conv.weight, conv.bias, conv.groups)  # the parameters themselves: .to() keeps them
         else:
             raise Unsupported(f"convolution {type(conv).__name__}")
+        self.pairs = ((self.stride[0], self.stride[1]), (self.padding[0], self.padding[1]))  # for stem and depthwise
         self.stem = module if isinstance(module, stem.StridedStem) else None
         self.strided_depthwise = isinstance(module, depthwise.StridedDepthwise)
         self.act, (self.attr, self.scalars) = act, _FUSED[act]
@@ -160,7 +175,8 @@ class _Conv:
         """(weight, bias, groups) for input ``x``."""
         if self.fixed is not None:
             return self.fixed
-        box = cast(BoxFilter, self.box)
+        box = self.box
+        assert box is not None
         return box.weight(x.shape[1], x.dtype, x.device), box.bias, x.shape[1]
 
     def packed(self, weight: torch.Tensor, groups: int, x: torch.Tensor) -> torch.Tensor:
@@ -185,30 +201,24 @@ class _Conv:
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight, bias, groups = self.weights(x)
         w = self.packed(weight, groups, x)
-        return cast(
-            torch.Tensor,
-            _CONV(x, w, bias, self.padding, self.stride, self.dilation, groups, self.attr, self.scalars, ""),
-        )
+        attr, scalars = self.attr, self.scalars
+        y: torch.Tensor = _CONV(x, w, bias, self.padding, self.stride, self.dilation, groups, attr, scalars, "")
+        return y
 
     def input_gradient(self, grad: torch.Tensor, x: torch.Size, dtype: torch.dtype) -> torch.Tensor:
         """The gradient with respect to an input of shape ``x`` from the output gradient ``grad`` (masked)."""
         grad = grad.contiguous(memory_format=CL)
         if self.stem is not None:
             kernel, first = self.stem.kernel(grad.dtype, grad.device)
-            stride = cast(tuple[int, int], tuple(self.stride))
-            return stem.input_gradient(grad, kernel, first, (x[2], x[3]), stride)
+            return stem.input_gradient(grad, kernel, first, (x[2], x[3]), self.pairs[0])
         weight, _, groups = self.weights(grad)
         if self.strided_depthwise and dtype in depthwise.LOW_PRECISION:
-            stride, padding = cast(tuple[int, int], tuple(self.stride)), cast(tuple[int, int], tuple(self.padding))
-            return depthwise.input_gradient(grad, weight, (x[2], x[3]), stride, padding)
+            return depthwise.input_gradient(grad, weight, (x[2], x[3]), *self.pairs)
         shape_only = torch.empty(x, dtype=dtype, device=grad.device, memory_format=CL)
-        return cast(
-            torch.Tensor,
-            _CONV_BACKWARD(
-                grad, shape_only, weight, None, self.stride, self.padding, self.dilation,
-                False, [0, 0], groups, _INPUT_ONLY,
-            )[0],
-        )  # fmt: skip
+        gx: torch.Tensor = _CONV_BACKWARD(
+            grad, shape_only, weight, None, self.stride, self.padding, self.dilation, False, [0, 0], groups, _INPUT_ONLY
+        )[0]
+        return gx
 
 
 def _pair(v: Any) -> list[int]:
@@ -360,13 +370,13 @@ class Backprop:
             def pool(values: Slots, tape: Slots) -> None:
                 x = values[src]
                 tape[i] = (x.shape, x.dtype, CL if x.is_contiguous(memory_format=CL) else torch.contiguous_format)
-                values[i] = torch.ops.aten._adaptive_avg_pool2d.default(x, size)
+                values[i] = _ADAPTIVE_POOL(x, size)
 
             def pool_back(grads: Slots, tape: Slots) -> None:
                 shape, dtype, layout = tape[i]
                 grad = grads[i]
                 shape_only = torch.empty(shape, dtype=dtype, device=grad.device, memory_format=layout)
-                _accumulate(grads, src, torch.ops.aten._adaptive_avg_pool2d_backward.default(grad, shape_only))
+                _accumulate(grads, src, _ADAPTIVE_POOL_BACKWARD(grad, shape_only))
 
             return pool, pool_back
         if type(m) is nn.Linear:
@@ -421,15 +431,14 @@ class Backprop:
 
         def forward(values: Slots, tape: Slots) -> None:
             x = values[src]
-            values[i], indices = torch.ops.aten.max_pool2d_with_indices.default(x, *params)
+            values[i], indices = _MAX_POOL(x, *params)
             tape[i] = (x.shape, x.dtype, indices)
 
         def reverse(grads: Slots, tape: Slots) -> None:
             shape, dtype, indices = tape[i]
             grad = grads[i]
             shape_only = torch.empty(shape, dtype=dtype, device=grad.device, memory_format=CL)
-            backward = torch.ops.aten.max_pool2d_with_indices_backward.default
-            _accumulate(grads, src, backward(grad, shape_only, *params, indices))
+            _accumulate(grads, src, _MAX_POOL_BACKWARD(grad, shape_only, *params, indices))
 
         return forward, reverse
 
@@ -443,16 +452,18 @@ class Backprop:
             values[i] = torch.cat(parts, dim)
 
         def reverse(grads: Slots, tape: Slots) -> None:
-            for s, part in zip(srcs, grads[i].split(tape[i], dim), strict=True):
+            for s, part in zip(srcs, grads[i].split_with_sizes(tape[i], dim), strict=True):
                 _accumulate(grads, s, part)
 
         return forward, reverse
 
     def _split(self, node: fx.Node, args: list[Any], dim: int) -> tuple[Forward, Reverse]:
         i, src, sizes = self.slot[node], args[0], args[1]
+        # Tensor.split is a Python wrapper; split_with_sizes is not (and an int split size is rare)
+        split = torch.Tensor.split_with_sizes if isinstance(sizes, (list, tuple)) else torch.Tensor.split
 
         def forward(values: Slots, tape: Slots) -> None:
-            parts = values[i] = values[src].split(sizes, dim)
+            parts = values[i] = split(values[src], sizes, dim)
             tape[i] = [p.shape for p in parts]
 
         def reverse(grads: Slots, tape: Slots) -> None:  # grads[i]: {output index: gradient} from the getitems
