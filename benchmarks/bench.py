@@ -22,10 +22,12 @@ Random-init weights are used where the cost is all that matters (W0); W1/W2 use 
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -107,7 +109,9 @@ def _inception_with_random_weights():
 
     torch.manual_seed(0)
     net = torchvision.models.inception_v3(weights=None, aux_logits=True, init_weights=False).eval()
-    os.environ["TORCH_HOME"] = tempfile.mkdtemp()
+    home = tempfile.mkdtemp()
+    atexit.register(shutil.rmtree, home, ignore_errors=True)  # 100 MB of weights: not left behind in /tmp
+    os.environ["TORCH_HOME"] = home
     path = hub_cache_path(get_model_spec("inception_v3").weights.filename)
     path.parent.mkdir(parents=True)
     torch.save(net.state_dict(), path)
