@@ -269,12 +269,14 @@ class Backprop:
         self.reverse_steps: list[tuple[int, Reverse]] = []
         self.outputs: dict[str, int] = {}
         last_use = {n: max((self.nodes.index(u) for u in n.users), default=i) for i, n in enumerate(self.nodes)}
+        returned = {a for n in self.nodes if n.op == "output" for a in cast(dict[str, fx.Node], n.args[0]).values()}
         for i, node in enumerate(self.nodes):
             if node.op == "output":
                 self.outputs = {str(k): self.slot[v] for k, v in cast(dict[str, fx.Node], node.args[0]).items()}
                 continue
             forward, reverse = self._rule(node)
-            released = tuple(self.slot[n] for n in self.nodes[: i + 1] if last_use[n] == i and n.op != "placeholder")
+            done = (n for n in self.nodes[: i + 1] if last_use[n] == i and n.op != "placeholder" and n not in returned)
+            released = tuple(self.slot[n] for n in done)  # values no later step reads: freed after this one
             self.forward_steps.append((forward, released))
             if reverse is not None:
                 self.reverse_steps.append((i, reverse))
@@ -536,15 +538,13 @@ class Backprop:
         values: Slots = [None] * len(self.nodes)
         tape: Slots = [None] * len(self.nodes)
         values[self.input] = x
-        keep = set(self.outputs.values())
-        peak = 0
+        observed, peak = bool(_memory_observers), 0
         for step, released in self.forward_steps:
             step(values, tape)
-            if _memory_observers:
+            if observed:
                 peak = max(peak, held_bytes(values, tape))
             for r in released:
-                if r not in keep:
-                    values[r] = None
+                values[r] = None
         for observer in _memory_observers:
             observer(peak)
         return {name: values[s] for name, s in self.outputs.items()}, tape
@@ -556,16 +556,17 @@ class Backprop:
             g = grads.get(name)
             if g is not None:
                 _accumulate(slots, s, g.contiguous(memory_format=CL) if g.dim() == 4 else g)
-        peak = 0
+        observed, peak = bool(_memory_observers), 0
         for i, step in self.reverse_steps:
             if slots[i] is not None:
                 step(slots, tape)
-                if _memory_observers:
+                if observed:
                     peak = max(peak, held_bytes(slots, tape))
                 slots[i] = tape[i] = None  # freed as the reverse goes
         for observer in _memory_observers:
             observer(peak)
-        return cast(torch.Tensor | None, slots[self.input])
+        result: torch.Tensor | None = slots[self.input]
+        return result
 
     def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         names = tuple(self.outputs)
