@@ -33,34 +33,47 @@ def tile_length(length: int, tile: int, align: int = 1) -> int:
     return tile + (length - tile) % align
 
 
+def _count(length: int, size: int, overlap: int, align: int) -> int:
+    """Tiles of ``size`` (``length - size`` a multiple of ``align``) needed to cover ``length`` with aligned starts
+    and at least ``overlap`` px shared by neighbours: the largest aligned step keeping the overlap sets it."""
+    span = (length - size) // align  # the last start, in units of align
+    if span <= 0:
+        return 1
+    step = max(1, (size - overlap) // align)
+    return -(-span // step) + 1
+
+
 def tile_starts(length: int, tile: int, overlap: int, align: int = 1) -> list[int]:
     """Start offsets of evenly spread tiles of size ``tile_length(length, tile, align)`` covering ``[0, length)``.
 
     Every start is a multiple of ``align``: with ``align`` = the network's stride, each tile sees the image on the
-    same sampling grid as the whole image would, so the tiled gradient matches the untiled one.
+    same sampling grid as the whole image would, so the tiled gradient matches the untiled one. Neighbours share
+    at least ``overlap`` px.
     """
     size = tile_length(length, tile, align)
     if size >= length:
         return [0]
     overlap = min(overlap, size - 1)
-    step = max(1, size - overlap - (align - 1))
-    span = (length - size) // align  # the last start, in units of align
-    n = min(max(2, -(-(length - size) // step) + 1), span + 1)
+    span = (length - size) // align
+    n = min(_count(length, size, overlap, align), span + 1)
     return [round(i * span / (n - 1)) * align for i in range(n)]
 
 
 def fitted_tile(length: int, tile: int, overlap: int, align: int = 1) -> int:
-    """The smallest tile (≤ ``tile``) that covers ``length`` with as few tiles as ``tile`` needs.
+    """The smallest tile that covers ``length`` with as few tiles as ``tile`` needs (its size from
+    :func:`tile_length`, so the last tile starts aligned).
 
     A 1500-px side cut by 1024-px tiles needs two of them either way; two 800-px tiles do it with 100 px of
     overlap instead of 548, so less of the network's work is done twice.
     """
-    if tile >= length:
+    size = tile_length(length, tile, align)
+    if size >= length:
         return length
-    step = max(1, tile - overlap - (align - 1))
-    n = -(-(length - tile) // step) + 1
-    fitted = -(-(length - overlap) // n) + overlap + (align - 1)
-    return min(tile, -(-fitted // align) * align)
+    overlap = min(overlap, size - 1)
+    n = _count(length, size, overlap, align)
+    while size - align > overlap and _count(length, size - align, overlap, align) <= n:
+        size -= align  # still n tiles, each one alignment step smaller
+    return size
 
 
 def tile_grid(height: int, width: int, tile_size: int, overlap: int, align: int = 1) -> list[Tile]:
