@@ -164,7 +164,7 @@ class _Conv:
             self.fixed = (conv.weight, conv.bias, conv.groups)  # the parameters themselves: .to() keeps them
         else:
             raise Unsupported(f"convolution {type(conv).__name__}")
-        self.pairs = ((self.stride[0], self.stride[1]), (self.padding[0], self.padding[1]))  # for stem and depthwise
+        self.pairs = ((self.stride[0], self.stride[1]), (self.padding[0], self.padding[1]))  # for depthwise
         self.stem = module if isinstance(module, stem.StridedStem) else None
         self.strided_depthwise = isinstance(module, depthwise.StridedDepthwise)
         self.act, (self.attr, self.scalars) = act, _FUSED[act]
@@ -207,14 +207,13 @@ class _Conv:
 
     def input_gradient(self, grad: torch.Tensor, x: torch.Size, dtype: torch.dtype) -> torch.Tensor:
         """The gradient with respect to an input of shape ``x`` from the output gradient ``grad`` (masked)."""
-        grad = grad.contiguous(memory_format=CL)
         if self.stem is not None:
-            kernel, first = self.stem.kernel(grad.dtype, grad.device)
-            return stem.input_gradient(grad, kernel, first, (x[2], x[3]), self.pairs[0])
+            return self.stem.input_gradient(grad, (x[2], x[3]))
+        grad = grad.contiguous(memory_format=CL)
         weight, _, groups = self.weights(grad)
         if self.strided_depthwise and dtype in depthwise.LOW_PRECISION:
             return depthwise.input_gradient(grad, weight, (x[2], x[3]), *self.pairs)
-        shape_only = torch.empty(x, dtype=dtype, device=grad.device, memory_format=CL)
+        shape_only = _shape_only(x, dtype, grad.device)
         gx: torch.Tensor = _CONV_BACKWARD(
             grad, shape_only, weight, None, self.stride, self.padding, self.dilation, False, [0, 0], groups, _INPUT_ONLY
         )[0]
@@ -377,7 +376,7 @@ class Backprop:
             def pool_back(grads: Slots, tape: Slots) -> None:
                 shape, dtype, layout = tape[i]
                 grad = grads[i]
-                shape_only = torch.empty(shape, dtype=dtype, device=grad.device, memory_format=layout)
+                shape_only = _shape_only(shape, dtype, grad.device, layout)
                 _accumulate(grads, src, _ADAPTIVE_POOL_BACKWARD(grad, shape_only))
 
             return pool, pool_back
@@ -439,7 +438,7 @@ class Backprop:
         def reverse(grads: Slots, tape: Slots) -> None:
             shape, dtype, indices = tape[i]
             grad = grads[i]
-            shape_only = torch.empty(shape, dtype=dtype, device=grad.device, memory_format=CL)
+            shape_only = _shape_only(shape, dtype, grad.device)
             _accumulate(grads, src, _MAX_POOL_BACKWARD(grad, shape_only, *params, indices))
 
         return forward, reverse
@@ -572,6 +571,14 @@ class Backprop:
         names = tuple(self.outputs)
         outs = _Backprop.apply(x, self, names)
         return dict(zip(names, outs, strict=True))
+
+
+def _shape_only(
+    shape: torch.Size, dtype: torch.dtype, device: torch.device, layout: torch.memory_format = CL
+) -> torch.Tensor:
+    """An uninitialised stand-in for a forward input that was not kept: backward kernels read only its shape,
+    dtype and layout."""
+    return torch.empty(shape, dtype=dtype, device=device, memory_format=layout)
 
 
 def _accumulate(grads: Slots, slot: int, grad: torch.Tensor) -> None:

@@ -86,9 +86,7 @@ class _StemConv(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
         stem: StridedStem = ctx.stem
-        kernel, first = stem.kernel(grad.dtype, grad.device)
-        grad = grad.contiguous(memory_format=torch.channels_last)
-        return input_gradient(grad, kernel, first, ctx.size, cast(tuple[int, int], stem.conv.stride)), None
+        return stem.input_gradient(grad, ctx.size), None
 
 
 def is_strided_stem(module: nn.Module | None) -> bool:
@@ -115,6 +113,12 @@ class StridedStem(nn.Module):
             kernel, first = subpixel_kernel(w.detach().float(), stride, padding)
             self._kernels = {key: (kernel.to(device, dtype), first)}
         return self._kernels[key]
+
+    def input_gradient(self, grad: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """The gradient with respect to an input of spatial ``size`` from the output gradient ``grad``."""
+        kernel, first = self.kernel(grad.dtype, grad.device)
+        grad = grad.contiguous(memory_format=torch.channels_last)
+        return input_gradient(grad, kernel, first, size, cast(Pair, self.conv.stride))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         wanted = torch.is_grad_enabled() and x.requires_grad and not self.conv.weight.requires_grad
