@@ -76,6 +76,12 @@ def _fused_conv_flops(x_shape, w_shape, *args, out_shape=None, **kwargs) -> int:
     return conv_flop_count(x_shape, w_shape, out_shape, transposed=False)
 
 
+@register_flop_formula(torch.ops.mkldnn._convolution_transpose_pointwise)
+def _transposed_conv_flops(x_shape, w_shape, *args, out_shape=None, **kwargs) -> int:
+    """oneDNN's transposed convolution (the engine's CPU input gradient) counts as one."""
+    return conv_flop_count(x_shape, w_shape, out_shape, transposed=True)
+
+
 def flops_of(fn) -> float:
     with FlopCounterMode(display=False) as fc:
         fn()

@@ -180,11 +180,42 @@ def test_weights_are_packed_per_input_shape_and_follow_weight_changes():
     for shape in [(1, 8, 10, 12), (2, 8, 7, 5), (1, 8, 10, 12), (1, 8, 4, 4), (1, 8, 5, 4), (1, 8, 6, 4)]:
         x = torch.randn(shape).contiguous(memory_format=CL)
         assert torch.allclose(op.forward(x), F.relu(conv(x)), atol=1e-5)
-    assert len(op._packed) == bp.PACKED_SHAPES  # bounded: the oldest shapes are dropped
+    assert len(op.forward_weights) == bp.PACKED_SHAPES  # bounded: the oldest shapes are dropped
     with torch.no_grad():
         conv.weight.mul_(-1)
     x = torch.randn(1, 8, 6, 4).contiguous(memory_format=CL)
     assert torch.allclose(op.forward(x), F.relu(conv(x)), atol=1e-5)  # a changed weight is packed anew
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize(
+    ("conv", "size"),
+    [
+        (nn.Conv2d(8, 12, 3, padding=1), (9, 11)),
+        (nn.Conv2d(8, 12, 3, stride=2, padding=1), (9, 10)),  # odd and even sizes: output padding 0 and 1
+        (nn.Conv2d(8, 12, (1, 7), padding=(0, 3)), (6, 13)),
+        (nn.Conv2d(8, 12, 5, stride=3, padding=2, dilation=2), (17, 14)),
+        (nn.Conv2d(8, 16, 3, padding=1, groups=4), (7, 7)),
+        (nn.Conv2d(8, 8, 3, stride=2, groups=8), (10, 9)),  # depthwise, unpadded
+    ],
+)
+def test_input_gradient_is_the_transposed_convolution(conv, size, dtype):
+    """The input gradient runs as oneDNN's transposed convolution with weights packed for it; it equals
+    autograd's for strides that skip trailing rows (output padding), dilation and groups."""
+    torch.manual_seed(0)
+    conv = conv.requires_grad_(False).to(dtype).to(memory_format=CL)
+    op = bp._Conv(conv, None)
+    x = torch.randn(2, 8, *size).to(dtype).contiguous(memory_format=CL).requires_grad_(True)
+    y = conv(x)
+    grad = torch.randn_like(y)
+    (expected,) = torch.autograd.grad(y, x, grad)
+    actual = op.input_gradient(grad, x.shape, dtype)
+    assert actual.shape == x.shape and actual.dtype == dtype
+    assert relative_error(actual, expected) < TOLERANCE[dtype]
+    assert len(op.reverse_weights) == 1
+    assert None not in op.reverse_weights._packed.values()  # the transposed convolution ran, not the fallback
+    op.input_gradient(grad, x.shape, dtype)
+    assert len(op.reverse_weights) == 1  # packed once per shape
 
 
 @pytest.fixture(scope="module")
