@@ -5,7 +5,7 @@ from torch import fx, nn
 
 import inceptionism.models.backprop as bp
 from inceptionism.models import load_model
-from inceptionism.models.backprop import Backprop, held_bytes, observe_memory, relu_, relu_mask
+from inceptionism.models.backprop import Backprop, held_bytes, observe_memory, relu6_mask, relu_, relu_mask
 from inceptionism.models.optimize import fast_graph
 
 CL = torch.channels_last
@@ -20,6 +20,8 @@ class Blocks(nn.Module):
         self.a = nn.Conv2d(16, 8, 1)
         self.b = nn.Conv2d(16, 8, 1)
         self.c = nn.Conv2d(16, 16, 3, padding=1)
+        self.e = nn.Conv2d(16, 8, 3, padding=1)
+        self.f = nn.Conv2d(8, 4, 1)
         self.dw = nn.Conv2d(48, 48, 3, stride=2, padding=1, groups=48)
         self.d = nn.Conv2d(48, 48, 1, bias=False)
         self.bn = nn.BatchNorm2d(48)
@@ -41,7 +43,8 @@ class Blocks(nn.Module):
         res += down  # in place, as torchvision's ResNet writes it
         out = self.pool(F.max_pool2d(res, 2, padding=1))  # two max pools, one padded, one with ceil_mode
         head = self.fc(self.drop(torch.flatten(self.gap(out), 1)))
-        return {"c": c, "cat": cat, "out": out, "grid": self.grid(out), "head": head}
+        f = self.f(F.relu6(self.e(x)))  # a mask on a gradient only the program holds: applied in place
+        return {"c": c, "cat": cat, "out": out, "grid": self.grid(out), "head": head, "f": f}
 
 
 def blocks_graph(dtype: torch.dtype) -> fx.GraphModule:
@@ -171,6 +174,19 @@ def test_bf16_relu_and_its_mask_on_int16_bits_equal_torch():
     expected = torch.ops.aten.threshold_backward(grad, out, 0)
     assert torch.equal(relu_mask(grad, out).view(torch.int16), expected.view(torch.int16))  # same bits
     assert relu_mask(grad, out).dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_masks_written_into_the_gradient_equal_the_new_ones(dtype):
+    torch.manual_seed(0)
+    out = (torch.randn(2, 8, 5, 6) * 4).clamp(0, 6).to(dtype).contiguous(memory_format=CL)
+    out[0, 0] = 6.0  # the ReLU6 mask's closed end
+    for mask, in_place in [(relu_mask, bp.relu_mask_), (relu6_mask, bp.relu6_mask_)]:
+        grad = torch.randn(out.shape).to(dtype).contiguous(memory_format=CL)
+        expected = mask(grad, out)
+        written = in_place(grad, out)
+        assert written is grad
+        assert torch.equal(written, expected)
 
 
 def test_weights_are_packed_per_input_shape_and_follow_weight_changes():
