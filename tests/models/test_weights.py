@@ -365,3 +365,20 @@ def test_torch_file_without_a_state_dict_is_refused(tmp_path: Path, content: obj
     torch.save(content, path)
     with pytest.raises(WeightsError, match="does not hold a state dict"):
         load_state_file(path)
+
+
+@pytest.mark.parametrize("with_metadata", [True, False])
+def test_versioned_modules_load_from_official_and_plain_files(torch_home: Path, with_metadata: bool) -> None:
+    """torchvision's MNASNet reads its state-dict version from the file's metadata and refuses to load without
+    one: an official file's metadata is kept, and a plain dict gets the model's own versions."""
+    import torchvision
+
+    spec = get_model_spec("tv:mnasnet0_5")
+    path = hub_cache_path(spec.weights.filename)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = torchvision.models.mnasnet0_5().state_dict()  # an OrderedDict with _metadata, as torch.save writes
+    torch.save(state if with_metadata else dict(state), path)
+    assert hasattr(load_state_file(path), "_metadata") == with_metadata
+    model = load_model("tv:mnasnet0_5", device="cpu")
+    first = next(k for k in state if k.endswith("weight"))
+    assert torch.equal(model.module.state_dict()[first], state[first])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,7 +82,11 @@ def _unwrap(obj: object, path: Path) -> StateDict:
                 break
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise WeightsError(f"{path} does not hold a state dict (a mapping of names to tensors)")
-    return {str(k).removeprefix("module."): v for k, v in obj.items()}
+    state = OrderedDict((str(k).removeprefix("module."), v) for k, v in obj.items())
+    metadata = getattr(obj, "_metadata", None)  # torch.save keeps each module's state-dict version here
+    if isinstance(metadata, dict):
+        state._metadata = OrderedDict((str(k).removeprefix("module."), v) for k, v in metadata.items())  # type: ignore[attr-defined]
+    return state
 
 
 def resolve_weights(spec: ModelSpec, weights_file: str | Path | None = None, download: bool = True) -> ResolvedWeights:
@@ -166,7 +171,13 @@ def load_into(model: nn.Module, resolved: ResolvedWeights) -> None:
         problems.append(f"{len(wrong)} wrong shapes (e.g. {'; '.join(wrong[:2])})")
     if problems:
         raise WeightsError(f"weights from {resolved.source} do not fit this model: {', '.join(problems)}")
-    model.load_state_dict(state, strict=False)
+    # Modules that changed their state-dict layout over time read a version from the file's metadata (torchvision's
+    # MNASNet refuses to load without one); a file saved as a plain dict has none, and its keys and shapes were
+    # just checked against this model, so it follows this model's versions.
+    with_versions = OrderedDict(state)
+    metadata = getattr(state, "_metadata", None)
+    with_versions._metadata = metadata if metadata is not None else getattr(expected, "_metadata", None)  # type: ignore[attr-defined]
+    model.load_state_dict(with_versions, strict=False)
 
 
 def _short(e: BaseException) -> str:
