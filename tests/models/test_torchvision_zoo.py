@@ -395,3 +395,16 @@ def test_tv_densenet_loads_official_files_with_old_key_names(
     hub_weights(spec, old)
     model = load_model("tv:densenet121")
     assert all(torch.equal(model.module.state_dict()[k], v) for k, v in state.items())
+
+
+def test_tv_layers_are_what_the_extractor_can_return(torch_home: Path, hub_weights: Callable[..., Path]) -> None:
+    """torchvision's tracer keeps some modules whole (RegNet's stem): the modules inside are not listed, and one
+    asked for by its path gets a message naming the module to pick instead of torchvision's error."""
+    spec = get_model_spec("tv:regnet_x_400mf")
+    assert "stem" in spec.layers and "stem.2" not in spec.layers
+    assert "trunk_output.block1" in spec.layers
+    hub_weights(spec)
+    model = load_model("tv:regnet_x_400mf")
+    assert model.extractor(["stem", "trunk_output.block1"]) is not None
+    with pytest.raises(ConfigError, match=r"'stem\.2' is inside 'stem'.*pick 'stem'"):
+        model.extractor(["stem.2"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import difflib
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -112,9 +113,24 @@ class FeatureExtractor(nn.Module):
 def _feature_graph(module: nn.Module, nodes: dict[str, str]) -> fx.GraphModule:
     """torchvision's extractor for torchvision's networks (it knows their quirks), ours for the rest."""
     if type(module).__module__.startswith("torchvision."):
-        from torchvision.models.feature_extraction import create_feature_extractor
+        from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
 
-        return create_feature_extractor(module, return_nodes=nodes)
+        try:
+            return create_feature_extractor(module, return_nodes=nodes)
+        except ValueError as e:  # a module inside one that torchvision's tracer keeps whole (RegNet's stem.2)
+            missing = re.search(r"node: '([^']+)' is not present", str(e))
+            if missing is None:
+                raise
+            path = missing.group(1)
+            _, traced = get_graph_node_names(module)
+            parts = path.split(".")
+            outer = next(  # the deepest module around it that the graph has
+                (p for p in (".".join(parts[:i]) for i in range(len(parts) - 1, 0, -1)) if p in traced), parts[0]
+            )
+            raise ConfigError(
+                f"layer {path!r} is inside {outer!r}, which the feature extractor runs as one step; "
+                f"pick {outer!r} or a layer that `inceptionism layers` lists"
+            ) from None
     return trace_features(module, nodes)
 
 

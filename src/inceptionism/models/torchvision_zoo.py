@@ -259,9 +259,29 @@ def _densenet_keys(state: StateDict) -> StateDict:
 
 
 def _outline(module: nn.Module, depth: int = 2) -> dict[str, str]:
-    """Module paths up to ``depth`` levels (``features``, ``features.3``), shallow to deep in definition order."""
+    """Module paths up to ``depth`` levels (``features``, ``features.3``), shallow to deep in definition order.
+
+    Only paths the feature extractor can return: torchvision's tracer keeps some modules whole (RegNet's
+    ``stem``), and the modules inside those are no node of the graph."""
+    traced = _traced_paths(module)
     out: dict[str, str] = {}
     for path, m in module.named_modules():
-        if path and path.count(".") < depth and not isinstance(m, (nn.Dropout, nn.Identity, nn.Flatten)):
+        shown = path and path.count(".") < depth and not isinstance(m, (nn.Dropout, nn.Identity, nn.Flatten))
+        if shown and (traced is None or path in traced):
             out[path] = path
     return out
+
+
+def _traced_paths(module: nn.Module) -> set[str] | None:
+    """Every module path with a node of its own or inside it in the traced eval graph; None if it does not trace."""
+    from torchvision.models.feature_extraction import get_graph_node_names
+
+    try:
+        _, nodes = get_graph_node_names(module.eval())
+    except Exception:  # a network torch.fx cannot trace: keep every path (the extractor reports the failure)
+        return None
+    paths: set[str] = set()
+    for node in nodes:
+        parts = node.split(".")
+        paths.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
+    return paths
