@@ -3,10 +3,10 @@ import sys
 
 import pytest
 import torch
-from torch import nn
+from torch import fx, nn
 
 from inceptionism.models import load_model
-from inceptionism.models.tracing import trace_features, unshare_in_place
+from inceptionism.models.tracing import inline_modules, trace_features, unshare_in_place
 
 
 @pytest.fixture(scope="module")
@@ -92,3 +92,45 @@ def test_in_place_operations_on_tensors_read_once_stay_in_place():
 
     graph = unshare_in_place(torch.fx.symbolic_trace(Chain()))
     assert [n.target for n in graph.graph.nodes if n.op == "call_module"] == ["conv", "relu"]
+
+
+class Unit(nn.Sequential):
+    """Like torchvision's Conv2dNormActivation: a unit its tracer keeps whole."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class Block(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.unit = Unit(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.unit(x)
+
+
+class Untraceable(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * 2 if x.sum() > 0 else x  # control flow on a value: fx cannot trace it
+
+
+class KeepsUnitsWhole(fx.Tracer):
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return isinstance(m, (Unit, Block, Untraceable)) or super().is_leaf_module(m, qualname)
+
+
+def test_inlined_units_compute_the_same_and_untraceable_ones_stay_whole():
+    torch.manual_seed(0)
+    net = nn.Sequential(Unit(3, 8), Block(), Untraceable()).eval()
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1)
+    graph = fx.GraphModule(net, KeepsUnitsWhole().trace(net))
+    x = torch.randn(1, 3, 10, 12)
+    expected = net(x)
+    inlined = inline_modules(graph, (Unit, Block, Untraceable))
+    kinds = [type(inlined.get_submodule(str(n.target))) for n in inlined.graph.nodes if n.op == "call_module"]
+    assert Unit not in kinds and Block not in kinds  # inlined, the unit inside the block too
+    assert nn.BatchNorm2d in kinds and Untraceable in kinds  # its operations are visible; the untraceable stays
+    assert torch.equal(inlined(x), expected)

@@ -22,7 +22,7 @@ from inceptionism.models.backprop import DTYPES as BACKPROP_DTYPES
 from inceptionism.models.backprop import Backprop
 from inceptionism.models.optimize import fast_graph, fold_preprocessing
 from inceptionism.models.spec import ModelSpec, Preprocessing, WeightsSpec
-from inceptionism.models.tracing import trace_features, unshare_in_place
+from inceptionism.models.tracing import inline_modules, trace_features, unshare_in_place
 
 
 @dataclass(frozen=True)
@@ -108,6 +108,16 @@ class FeatureExtractor(nn.Module):
     def _backprop_wanted(x: torch.Tensor) -> bool:
         cpu = x.device.type == "cpu" and x.dtype in BACKPROP_DTYPES
         return cpu and torch.is_grad_enabled() and x.requires_grad
+
+
+def torchvision_units(module: nn.Module) -> tuple[type[nn.Module], ...]:
+    """The ``torchvision.ops`` modules that torchvision's tracer keeps whole and that trace as plain operations
+    (none for a network that is not torchvision's: importing torchvision costs a second)."""
+    if not type(module).__module__.startswith("torchvision."):
+        return ()
+    from torchvision.ops import Conv2dNormActivation, SqueezeExcitation, StochasticDepth
+
+    return (Conv2dNormActivation, SqueezeExcitation, StochasticDepth)
 
 
 def _feature_graph(module: nn.Module, nodes: dict[str, str]) -> fx.GraphModule:
@@ -208,6 +218,8 @@ class DreamModel:
                 # A plain GraphModule of the eval graph: torchvision's dual module would swap the unoptimised
                 # train graph back in on .train(), and a copy of it starts in train mode.
                 plain = fx.GraphModule(copied, copied.graph).eval()
+                # torchvision keeps its ops' units whole; inlined, their in-place activations are checked again
+                plain = unshare_in_place(inline_modules(plain, torchvision_units(self.module)))
                 preprocessed = fold_preprocessing(plain, *self.preprocessing.affine())
                 graph = fast_graph(plain, dtype)
             self._extractors[key] = FeatureExtractor(

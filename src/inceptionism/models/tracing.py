@@ -92,3 +92,54 @@ def unshare_in_place(graph: fx.GraphModule) -> fx.GraphModule:
     if changed:
         graph.recompile()
     return graph
+
+
+def inline_modules(graph: fx.GraphModule, kinds: tuple[type[nn.Module], ...]) -> fx.GraphModule:
+    """Replace, in place, each call of a module of ``kinds`` by the operations of its forward, traced.
+
+    torchvision's tracer keeps its ``torchvision.ops`` modules whole (``Conv2dNormActivation``, MobileNet's and
+    EfficientNet's convolution-BatchNorm-activation unit): the graph optimisations and the CPU gradient program
+    see one opaque module there. Inlined, they see the convolution, the BatchNorm and the activation. A module
+    that does not trace stays whole. The outputs are the same tensors: nothing is computed differently.
+    """
+    changed = True
+    while changed:
+        changed = False
+        for node in list(graph.graph.nodes):
+            if node.op != "call_module" or node.kwargs:
+                continue
+            module = graph.get_submodule(str(node.target))
+            if not isinstance(module, kinds):
+                continue
+            try:
+                body = fx.symbolic_trace(module)
+            except Exception:  # control flow on values, or an operation fx cannot see through: keep it whole
+                continue
+            if _inline(graph, node, body):
+                changed = True
+    graph.graph.lint()
+    graph.recompile()
+    return graph
+
+
+def _inline(graph: fx.GraphModule, node: fx.Node, body: fx.GraphModule) -> bool:
+    """Put ``body``'s operations in place of ``node`` (a call of the module it was traced from)."""
+    inputs = [n for n in body.graph.nodes if n.op == "placeholder"]
+    if len(inputs) != len(node.args):
+        return False
+    env: dict[fx.Node, Any] = dict(zip(inputs, node.args, strict=True))
+    result: Any = None
+    with graph.graph.inserting_before(node):
+        for n in body.graph.nodes:
+            if n.op == "placeholder":
+                continue
+            if n.op == "output":
+                result = fx.map_arg(n.args[0], env.__getitem__)
+                break
+            copied = graph.graph.node_copy(n, env.__getitem__)
+            if n.op in ("call_module", "get_attr"):
+                copied.target = f"{node.target}.{n.target}"  # the module's own paths, under its own
+            env[n] = copied
+    node.replace_all_uses_with(result)
+    graph.graph.erase_node(node)
+    return True
