@@ -427,6 +427,17 @@ class Backprop:
                 return self._add(node, args)
             if node.target is torch.flatten and len(args) == 2 and node.args[1] == 1:
                 return self._flatten(node, args[0])
+            if node.target is F.adaptive_avg_pool2d and len(args) == 2 and not node.kwargs:
+                return self._adaptive_pool(self.slot[node], args[0], node.args[1])
+        if node.op == "call_method" and node.target == "flatten" and not node.kwargs.keys() - {"start_dim"}:
+            start = node.kwargs.get("start_dim", node.args[1] if len(node.args) > 1 else 0)
+            if start == 1 and len(args) <= 2:  # x.flatten(1), RegNet's x.flatten(start_dim=1)
+                return self._flatten(node, args[0])
+        if node.op == "call_method" and not node.kwargs.keys() - {"dim", "keepdim"}:
+            dims = node.kwargs.get("dim", args[1] if len(args) > 1 else None)
+            keep = bool(node.kwargs.get("keepdim", args[2] if len(args) > 2 else False))
+            if node.target == "mean" and isinstance(dims, (list, tuple)) and sorted(d % 4 for d in dims) == [2, 3]:
+                return self._spatial_mean(self.slot[node], args[0], keep)  # MNASNet's head: x.mean([2, 3])
         raise Unsupported(f"{node.op} {node.target}")
 
     def _module(self, node: fx.Node, args: list[Any]) -> tuple[Forward, Reverse | None]:
@@ -436,33 +447,8 @@ class Backprop:
             return self._conv(node, src, _Conv(m, self.fused.get(node)))
         if isinstance(m, (nn.Dropout, nn.Identity)) and not m.training:
             return self._alias(i, src)
-        if type(m) is nn.AdaptiveAvgPool2d and _pair_or_none(m.output_size) == [1, 1]:  # as PyTorch runs it
-
-            def mean(values: Slots, tape: Slots) -> None:
-                x = values[src]
-                tape[i] = x.shape
-                values[i] = x.mean((2, 3), keepdim=True)
-
-            def mean_back(grads: Slots, tape: Slots) -> None:
-                shape = tape[i]
-                _accumulate(grads, src, grads[i].expand(shape) / (shape[2] * shape[3]))
-
-            return mean, mean_back
-        if type(m) is nn.AdaptiveAvgPool2d and None not in _pair_or_none(m.output_size):
-            size = _pair(m.output_size)
-
-            def pool(values: Slots, tape: Slots) -> None:
-                x = values[src]
-                tape[i] = (x.shape, x.dtype, CL if x.is_contiguous(memory_format=CL) else torch.contiguous_format)
-                values[i] = _ADAPTIVE_POOL(x, size)
-
-            def pool_back(grads: Slots, tape: Slots) -> None:
-                shape, dtype, layout = tape[i]
-                grad = grads[i]
-                shape_only = _shape_only(shape, dtype, grad.device, layout)
-                _accumulate(grads, src, _ADAPTIVE_POOL_BACKWARD(grad, shape_only))
-
-            return pool, pool_back
+        if type(m) is nn.AdaptiveAvgPool2d:
+            return self._adaptive_pool(i, src, m.output_size)
         if type(m) is nn.Linear:
             weight, bias = m.weight, m.bias
 
@@ -474,6 +460,39 @@ class Backprop:
 
             return linear, linear_back
         raise Unsupported(f"module {type(m).__name__}")
+
+    def _adaptive_pool(self, i: int, src: int, output_size: Any) -> tuple[Forward, Reverse]:
+        if _pair_or_none(output_size) == [1, 1]:  # a mean, as PyTorch runs it
+            return self._spatial_mean(i, src, keepdim=True)
+        if None in _pair_or_none(output_size):
+            raise Unsupported("an adaptive pool that keeps an input size")
+        size = _pair(output_size)
+
+        def pool(values: Slots, tape: Slots) -> None:
+            x = values[src]
+            tape[i] = (x.shape, x.dtype, CL if x.is_contiguous(memory_format=CL) else torch.contiguous_format)
+            values[i] = _ADAPTIVE_POOL(x, size)
+
+        def pool_back(grads: Slots, tape: Slots) -> None:
+            shape, dtype, layout = tape[i]
+            grad = grads[i]
+            shape_only = _shape_only(shape, dtype, grad.device, layout)
+            _accumulate(grads, src, _ADAPTIVE_POOL_BACKWARD(grad, shape_only))
+
+        return pool, pool_back
+
+    def _spatial_mean(self, i: int, src: int, keepdim: bool) -> tuple[Forward, Reverse]:
+        def mean(values: Slots, tape: Slots) -> None:
+            x = values[src]
+            tape[i] = x.shape
+            values[i] = x.mean((2, 3), keepdim=keepdim)
+
+        def mean_back(grads: Slots, tape: Slots) -> None:
+            shape = tape[i]
+            grad = grads[i] if keepdim else grads[i][:, :, None, None]
+            _accumulate(grads, src, grad.expand(shape) / (shape[2] * shape[3]))
+
+        return mean, mean_back
 
     def _conv(self, node: fx.Node, src: int, conv: _Conv) -> tuple[Forward, Reverse]:
         i, act = self.slot[node], conv.act or ""
