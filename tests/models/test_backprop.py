@@ -45,7 +45,7 @@ class Blocks(nn.Module):
         head = self.fc(self.drop(torch.flatten(self.gap(out), 1)))
         f = self.f(F.relu6(self.e(x)))  # a mask on a gradient only the program holds: applied in place
         pooled = F.adaptive_avg_pool2d(out, (2, 2)).flatten(start_dim=1)  # as functions and methods
-        means = {"mean": out.mean([2, 3]), "mean_kept": out.mean((-1, -2), keepdim=True)}  # MNASNet's head
+        means = {"mean": out.mean([2, 3]), "mean_kept": out.mean((3, 2), keepdim=True)}  # MNASNet's head
         return {"c": c, "cat": cat, "out": out, "grid": self.grid(out), "head": head, "f": f, "pooled": pooled, **means}
 
 

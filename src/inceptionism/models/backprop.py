@@ -436,7 +436,7 @@ class Backprop:
         if node.op == "call_method" and not node.kwargs.keys() - {"dim", "keepdim"}:
             dims = node.kwargs.get("dim", args[1] if len(args) > 1 else None)
             keep = bool(node.kwargs.get("keepdim", args[2] if len(args) > 2 else False))
-            if node.target == "mean" and isinstance(dims, (list, tuple)) and sorted(d % 4 for d in dims) == [2, 3]:
+            if node.target == "mean" and isinstance(dims, (list, tuple)) and sorted(dims) == [2, 3]:
                 return self._spatial_mean(self.slot[node], args[0], keep)  # MNASNet's head: x.mean([2, 3])
         raise Unsupported(f"{node.op} {node.target}")
 
