@@ -415,3 +415,20 @@ def test_tv_layers_are_what_the_extractor_can_return(torch_home: Path, hub_weigh
     assert model.extractor(["stem", "trunk_output.block1"]) is not None
     with pytest.raises(ConfigError, match=r"'stem\.2' is inside 'stem'.*pick 'stem'"):
         model.extractor(["stem.2"])
+
+
+def test_a_network_fx_cannot_trace_gets_a_message(
+    torch_home: Path, hub_weights: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ViT asserts on its image size while torch.fx traces it: a one-line error, not an internal one."""
+    import torchvision.models.feature_extraction as fe
+
+    hub_weights("tv:squeezenet1_1")
+    model = load_model("tv:squeezenet1_1")
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("Wrong image height! Expected 224 but got Proxy(getitem_2)!")
+
+    monkeypatch.setattr(fe, "create_feature_extractor", refuse)
+    with pytest.raises(ConfigError, match=r"cannot be traced into a feature graph \(AssertionError: Wrong image"):
+        model.extractor(["features.5"])

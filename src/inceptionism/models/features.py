@@ -93,7 +93,13 @@ class FeatureExtractor(nn.Module):
             x = x.to(dtype=self.dtype or x.dtype, memory_format=fmt)
         if self.backprop is not None and self._backprop_wanted(x):
             return self.backprop(x)  # its reverse takes feature gradients in any layout
-        out: dict[str, torch.Tensor] = self.graph(x)
+        try:
+            out: dict[str, torch.Tensor] = self.graph(x)
+        except AssertionError as e:  # a network that checks its input (ViT takes 224×224 only): no dream at any size
+            raise ConfigError(
+                f"the network refused a {x.shape[-2]}×{x.shape[-1]} input ({e}); DeepDream needs one that takes "
+                "images of any size, such as a convolutional network"
+            ) from None
         if self.channels_last:
             out = {name: channels_last_grad(act) for name, act in out.items()}
         return out
@@ -140,6 +146,11 @@ def _feature_graph(module: nn.Module, nodes: dict[str, str]) -> fx.GraphModule:
             raise ConfigError(
                 f"layer {path!r} is inside {outer!r}, which the feature extractor runs as one step; "
                 f"pick {outer!r} or a layer that `inceptionism layers` lists"
+            ) from None
+        except Exception as e:  # torch.fx cannot follow it: ViT asserts on the image size while traced
+            raise ConfigError(
+                f"{type(module).__name__} cannot be traced into a feature graph ({type(e).__name__}: {e}); "
+                "DeepDream needs a network torch.fx can follow, such as a convolutional one"
             ) from None
     return trace_features(module, nodes)
 
