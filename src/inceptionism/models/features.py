@@ -126,10 +126,25 @@ def torchvision_units(module: nn.Module) -> tuple[type[nn.Module], ...]:
     return (Conv2dNormActivation, SqueezeExcitation, StochasticDepth)
 
 
+def traced_paths(module: nn.Module) -> set[str] | None:
+    """Every module path with a node of its own or inside it in the traced eval graph; None if it does not trace."""
+    from torchvision.models.feature_extraction import get_graph_node_names
+
+    try:
+        _, nodes = get_graph_node_names(module.eval())
+    except Exception:  # a network torch.fx cannot trace: keep every path (the extractor reports the failure)
+        return None
+    paths: set[str] = set()
+    for node in nodes:
+        parts = node.split(".")
+        paths.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
+    return paths
+
+
 def _feature_graph(module: nn.Module, nodes: dict[str, str]) -> fx.GraphModule:
     """torchvision's extractor for torchvision's networks (it knows their quirks), ours for the rest."""
     if type(module).__module__.startswith("torchvision."):
-        from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
+        from torchvision.models.feature_extraction import create_feature_extractor
 
         try:
             return create_feature_extractor(module, return_nodes=nodes)
@@ -138,7 +153,7 @@ def _feature_graph(module: nn.Module, nodes: dict[str, str]) -> fx.GraphModule:
             if missing is None:
                 raise
             path = missing.group(1)
-            _, traced = get_graph_node_names(module)
+            traced = traced_paths(module) or set()
             parts = path.split(".")
             outer = next(  # the deepest module around it that the graph has
                 (p for p in (".".join(parts[:i]) for i in range(len(parts) - 1, 0, -1)) if p in traced), parts[0]

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from inceptionism.errors import ConfigError
+from inceptionism.models.features import traced_paths
 from inceptionism.models.registry import register_model
 from inceptionism.models.spec import ModelSpec, Preprocessing, StateDict, WeightsSpec
 
@@ -263,25 +264,10 @@ def _outline(module: nn.Module, depth: int = 2) -> dict[str, str]:
 
     Only paths the feature extractor can return: torchvision's tracer keeps some modules whole (RegNet's
     ``stem``), and the modules inside those are no node of the graph."""
-    traced = _traced_paths(module)
+    traced = traced_paths(module)
     out: dict[str, str] = {}
     for path, m in module.named_modules():
         shown = path and path.count(".") < depth and not isinstance(m, (nn.Dropout, nn.Identity, nn.Flatten))
         if shown and (traced is None or path in traced):
             out[path] = path
     return out
-
-
-def _traced_paths(module: nn.Module) -> set[str] | None:
-    """Every module path with a node of its own or inside it in the traced eval graph; None if it does not trace."""
-    from torchvision.models.feature_extraction import get_graph_node_names
-
-    try:
-        _, nodes = get_graph_node_names(module.eval())
-    except Exception:  # a network torch.fx cannot trace: keep every path (the extractor reports the failure)
-        return None
-    paths: set[str] = set()
-    for node in nodes:
-        parts = node.split(".")
-        paths.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
-    return paths
