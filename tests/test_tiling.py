@@ -113,3 +113,34 @@ def test_a_fitted_tile_is_the_smallest_that_needs_no_more_tiles(length, tile):
     assert n == len(tile_starts(length, tile, 64, 32))
     assert tile_length(length, size, 32) == size  # the last tile starts aligned as it is
     assert len(tile_starts(length, size - 32, 64, 32)) > n  # one alignment step smaller needs another tile
+
+
+@pytest.mark.parametrize(
+    ("size", "tile", "batch", "shift"),
+    [
+        ((96, 128), 48, 1, (7, -13)),  # tiles that wrap round the bottom and the right edge
+        ((96, 128), 48, 3, (-40, 50)),  # batched, with a partial last batch
+        ((96, 128), 48, 1, (96 + 5, -128 - 3)),  # shifts beyond a full turn
+        ((40, 56), 64, 1, (3, 9)),  # one tile: the image rolled whole
+        ((96, 128), 48, 1, (0, 0)),
+    ],
+)
+def test_a_shift_is_the_gradient_of_the_rolled_image_rolled_back_bit_for_bit(size, tile, batch, shift):
+    score = _conv_score()
+    x = torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(1))
+    dy, dx = shift
+    got, got_score = tiled_gradient(x, score, tile, overlap=16, batch=batch, align=2, shift=shift)
+    rolled, want_score = tiled_gradient(
+        torch.roll(x, (dy, dx), (-2, -1)), score, tile, overlap=16, batch=batch, align=2
+    )
+    assert torch.equal(got, torch.roll(rolled, (-dy, -dx), (-2, -1)))
+    assert got_score == want_score
+
+
+def test_the_tiled_gradient_is_nchw_whatever_the_image_layout():
+    """Its std or mean sets the step: a reduction whose rounding follows the memory order, which must be the one
+    the rolled gradient had (an image made from an HWC array is a channels_last view)."""
+    score = _conv_score()
+    x = torch.rand(1, 3, 96, 128, generator=torch.Generator().manual_seed(2))
+    g, _ = tiled_gradient(x.contiguous(memory_format=torch.channels_last), score, 48, overlap=16, align=2, shift=(5, 9))
+    assert g.is_contiguous()
