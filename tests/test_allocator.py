@@ -4,7 +4,7 @@ import sys
 import pytest
 import torch
 
-from inceptionism.allocator import _glibc, reuse_freed_memory
+from inceptionism.allocator import _glibc, release_free_memory, reuse_freed_memory
 
 MB64 = 64 * 2**20 // 4  # float32 elements in 64 MiB: above glibc's largest mmap threshold
 
@@ -34,6 +34,18 @@ def test_freed_memory_is_reused_within_a_run_and_returned_after():
         assert _cycles(8) < pages * 0.05  # ...then every cycle reuses pages already faulted in
         held = _rss()
     assert _rss() < held - 32 * 2**20  # handed back to the system when the run ends
+
+
+@pytest.mark.skipif(_glibc() is None, reason="glibc only")
+def test_free_memory_can_be_handed_back_within_a_run():
+    with reuse_freed_memory():
+        blocks = [torch.empty(MB64 // 4).fill_(1.0) for _ in range(8)]  # 128 MiB in 16 MiB blocks
+        keep = torch.empty(1).fill_(1.0)  # on top of them: the heap cannot shrink from its end
+        del blocks
+        held = _rss()
+        release_free_memory()  # between octaves: pages in the heap's middle go back too
+        assert _rss() < held - 64 * 2**20
+        del keep
 
 
 class _FakeLibc:

@@ -64,3 +64,19 @@ def reuse_freed_memory(enabled: bool = True) -> Iterator[None]:
                 for param, value in AFTER.items():
                     libc.mallopt(param, value)
                 libc.malloc_trim(0)
+
+
+def release_free_memory() -> None:
+    """Within :func:`reuse_freed_memory`: hand the heap's free pages back to the system now (``malloc_trim``).
+
+    Between octaves, where memory is tight: each octave's buffers are larger than the last one's, so much of what
+    those freed cannot serve the next octave and only adds to its peak (a 3-octave run at 9 MP: 4.5 fp32 images
+    kept, 3.6 handed back). It costs page faults when the memory is needed again (a default 1 MP run: 90 000
+    more, 0.3–0.8 s of 4.3), so runs with room to spare keep it. Elsewhere, or off glibc, nothing happens.
+    """
+    libc = _glibc()
+    if libc is None or _depth == 0:
+        return
+    with _lock:
+        if _depth > 0:
+            libc.malloc_trim(0)
