@@ -205,6 +205,21 @@ def test_weights_are_packed_per_input_shape_and_follow_weight_changes():
     assert torch.allclose(op.forward(x), F.relu(conv(x)), atol=1e-5)  # a changed weight is packed anew
 
 
+def test_fewer_packed_shapes_can_be_kept_and_their_bytes_are_known():
+    program = Backprop(blocks_graph(torch.float32))
+    convs = [c for c in program.convs if c.fixed is not None]
+    assert program.packed_bytes_per_shape() == sum(2 * c.fixed[0].numel() * 4 for c in convs) > 0
+    for side in (17, 19, 21):  # three input shapes: three packs per convolution
+        program(torch.rand(1, 3, side, side, requires_grad=True))["out"].sum().backward()
+    assert max(len(c.forward_weights) for c in convs) == 3
+    program.keep_shapes(1)  # the least recently used go now, and later shapes replace the one kept
+    assert max(len(c.forward_weights) for c in convs) == 1
+    x = torch.rand(1, 3, 23, 23, requires_grad=True)
+    program(x)["out"].sum().backward()
+    assert max(max(len(c.forward_weights), len(c.reverse_weights)) for c in convs) == 1
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize(
     ("conv", "size"),

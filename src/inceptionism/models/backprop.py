@@ -199,6 +199,13 @@ class _Conv:
         self.forward_weights = _Packs()  # reordered for the convolution, by input shape
         self.reverse_weights = _Packs()  # reordered for its transpose (the input gradient), by gradient shape
 
+    def packed_bytes(self) -> int:
+        """Bytes one shape's reordered weights take, both directions (a box filter's are made per call)."""
+        if self.fixed is None:
+            return 0
+        weight = self.fixed[0]
+        return 2 * weight.numel() * weight.element_size()
+
     def weights(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, int]:
         """(weight, bias, groups) for input ``x``."""
         if self.fixed is not None:
@@ -264,7 +271,8 @@ class _Conv:
 
 
 class _Packs:
-    """A convolution's weights reordered into oneDNN's layout for the last :data:`PACKED_SHAPES` shapes.
+    """A convolution's weights reordered into oneDNN's layout for the last :data:`PACKED_SHAPES` shapes (or
+    :meth:`keep`'s).
 
     oneDNN picks its layout by input shape: weights reordered for another shape run 3–20× slower. A changed
     weight (another tensor, or the same one written in place) is reordered anew."""
@@ -272,9 +280,19 @@ class _Packs:
     def __init__(self) -> None:
         self._packed: dict[tuple[Any, ...], Any] = {}  # most recently used last
         self._last: tuple[tuple[Any, ...], Any] | None = None
+        self.limit = PACKED_SHAPES
 
     def __len__(self) -> int:
         return len(self._packed)
+
+    def keep(self, shapes: int) -> None:
+        """Keep at most ``shapes`` shapes from now on (the least recently used go now)."""
+        self.limit = max(1, shapes)
+        while len(self._packed) > self.limit:
+            key = next(iter(self._packed))
+            del self._packed[key]
+            if self._last is not None and self._last[0] == key:
+                self._last = None
 
     def get(self, weight: torch.Tensor, shape: Any, reorder: Callable[[], Any]) -> Any:
         """The weights reordered for ``shape`` (by ``reorder``, when new)."""
@@ -285,7 +303,7 @@ class _Packs:
             packed = self._packed.pop(key)
         else:
             packed = reorder()
-            while len(self._packed) >= PACKED_SHAPES:
+            while len(self._packed) >= self.limit:
                 self._packed.pop(next(iter(self._packed)))
         self._packed[key] = packed
         self._last = (key, packed)
@@ -336,6 +354,7 @@ class Backprop:
         if len(placeholders) != 1:
             raise Unsupported("a graph with one input is needed")
         self.fused = self._fusions()
+        self.convs: list[_Conv] = []
         self.forward_steps: list[tuple[Forward, tuple[int, ...]]] = []
         self.reverse_steps: list[tuple[int, Reverse]] = []
         self.outputs: dict[str, int] = {}
@@ -444,7 +463,9 @@ class Backprop:
         m = self.modules[str(node.target)]
         i, src = self.slot[node], args[0]
         if isinstance(m, _CONVS):
-            return self._conv(node, src, _Conv(m, self.fused.get(node)))
+            conv = _Conv(m, self.fused.get(node))
+            self.convs.append(conv)
+            return self._conv(node, src, conv)
         if isinstance(m, (nn.Dropout, nn.Identity)) and not m.training:
             return self._alias(i, src)
         if type(m) is nn.AdaptiveAvgPool2d:
@@ -632,6 +653,19 @@ class Backprop:
             _accumulate(grads, src, grads[i])
 
         return forward, reverse
+
+    # -- reordered weights ----------------------------------------------------------------------------------------
+
+    def packed_bytes_per_shape(self) -> int:
+        """Bytes the convolutions' reordered weights take for one input shape (both directions)."""
+        return sum(conv.packed_bytes() for conv in self.convs)
+
+    def keep_shapes(self, shapes: int) -> None:
+        """Keep reordered weights for at most ``shapes`` input shapes per convolution (memory planning's lever:
+        :data:`PACKED_SHAPES` by default, which lets repeated runs of one size reuse them)."""
+        for conv in self.convs:
+            conv.forward_weights.keep(shapes)
+            conv.reverse_weights.keep(shapes)
 
     # -- running --------------------------------------------------------------------------------------------------
 
