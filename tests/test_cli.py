@@ -144,6 +144,14 @@ class _nothing:
         return False
 
 
+def test_a_memory_cap_too_small_for_the_image_says_what_it_needs_before_any_work(tmp_path, capsys):
+    big = tmp_path / "big.png"
+    Image.fromarray(np.full((1400, 1400, 3), 128, np.uint8)).save(big)
+    args = ["dream", str(big), "-o", str(tmp_path / "o.png"), "--max-memory", "100MiB", *FAST]
+    _fails(capsys, args, 2, "--max-memory 100MiB is too small for a 1400×1400 dream")
+    assert not (tmp_path / "o.png").exists()
+
+
 def test_bad_settings_file(photo, tmp_path, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")

@@ -92,11 +92,11 @@ def test_out_of_memory_halves_the_tile_and_retries(lite0, photo, monkeypatch):
     d = Dreamer(lite0, build_objective(cfg, lite0), cfg, torch.device("cpu"))
     real_step, tiles = d.step, []
 
-    def flaky(image, generator, tile):
+    def flaky(image, generator, tile, **kw):
         tiles.append(tile)
         if tile > 64:
             raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 GB")
-        return real_step(image, generator, tile)
+        return real_step(image, generator, tile, **kw)
 
     monkeypatch.setattr(d, "step", flaky)
     events = []
@@ -129,3 +129,13 @@ def test_compiled_extractor_dreams_like_the_eager_one(lite0):
         assert (dreamer.extractor.backprop is None) == compile_
         outs.append(dreamer.run(image))
     assert torch.allclose(outs[0], outs[1], atol=1e-3)
+
+
+def test_a_step_in_place_writes_the_same_values_into_the_image(lite0, photo):
+    cfg = DreamConfig(tile_size=64, jitter=16).validate()
+    d = Dreamer(lite0, build_objective(cfg, lite0), cfg, torch.device("cpu"))
+    image = photo.clone()
+    out, score = d.step(image, torch.Generator().manual_seed(5), 64)
+    assert torch.equal(image, photo)  # a plain step leaves its input alone
+    same, same_score = d.step(image, torch.Generator().manual_seed(5), 64, in_place=True)
+    assert same is image and torch.equal(same, out) and same_score == score

@@ -60,19 +60,23 @@ def rss(field):
         return next(int(l.split()[1]) * 1024 for l in f if l.startswith(field))
 
 cap = sys.argv[1] if sys.argv[1] != "none" else None
+side = int(sys.argv[2])
 cfg = DreamConfig(octaves=2, steps=3, max_memory=cap).validate()  # steps reuse freed memory
 model = load_model()
 d = Dreamer(model, build_objective(cfg, model), cfg, torch.device("cpu"))
-image = torch.rand(1, 3, 1024, 1024)
-tile = d.tile_size(1024, 1024)
+image = torch.rand(1, 3, side, side)
+tile = d.tile_size(side, side)
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # VmHWM from here: loading the model may have peaked higher than the run will
 before = rss("VmRSS:")
 out = d.run(image)
 print(json.dumps({"tile": tile, "grown": rss("VmHWM:") - before, "shape": list(out.shape)}))
 """
 
 
-def _child(cap):
-    r = subprocess.run([sys.executable, "-c", CHILD, cap], capture_output=True, text=True, timeout=600, check=True)
+def _child(cap, side=1024):
+    args = [sys.executable, "-c", CHILD, cap, str(side)]
+    r = subprocess.run(args, capture_output=True, text=True, timeout=600, check=True)
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
@@ -87,6 +91,17 @@ def test_a_small_memory_cap_is_respected_and_the_run_completes():
     assert capped["grown"] < cap
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_the_cap_counts_the_image_buffers_of_a_large_image():
+    """At 6 MP each fp32 copy of the image is 75 MB: the dream, its gradient and the blend weights take a good
+    part of a 640 MB cap before any tile (a run that held the octave's base, the detail and rolled copies besides,
+    and planned its tiles as if the whole cap were theirs, grew by over 1 GB here)."""
+    cap = 640 * 2**20
+    capped = _child(str(cap), side=2500)
+    assert capped["shape"] == [1, 3, 2500, 2500]
+    assert capped["grown"] < cap
+
+
 def test_gpus_batch_tiles_that_fit_and_cpus_do_not(monkeypatch):
     import inceptionism.memory as memory
 
@@ -96,6 +111,18 @@ def test_gpus_batch_tiles_that_fit_and_cpus_do_not(monkeypatch):
     assert roomy.tile_size == MAX_TILE and roomy.batch == memory.MAX_BATCH
     tight = plan_tile(4000, 6000, 1000.0, torch.device("cuda"), max_memory=3 * MAX_TILE**2 * 1000 * 2)
     assert tight.batch == 3
+
+
+def test_reserved_memory_leaves_less_for_tiles_and_a_cap_too_small_says_what_it_needs():
+    cpu = torch.device("cpu")
+    cap = 400 * 2**20
+    free = plan_tile(4000, 6000, 1000.0, cpu, max_memory=cap)
+    less = plan_tile(4000, 6000, 1000.0, cpu, max_memory=cap, reserved=300 * 2**20)
+    assert less.tile_size < free.tile_size and less.reserved == 300 * 2**20
+    assert less.tile_size**2 * 1000.0 * 2 <= cap - less.reserved
+    with pytest.raises(ConfigError, match=r"--max-memory 400MiB is too small .* allow at least 408MiB"):
+        plan_tile(4000, 6000, 1000.0, cpu, max_memory=cap, reserved=cap)
+    assert plan_tile(4000, 6000, 1000.0, cpu, max_memory=None, free=2**30, reserved=2**30).tile_size == MIN_TILE
 
 
 def test_an_image_that_fits_one_tile_is_not_tiled():

@@ -14,15 +14,27 @@ from dataclasses import dataclass
 
 import torch
 
-from inceptionism.allocator import reuse_freed_memory
+from inceptionism.allocator import release_free_memory, reuse_freed_memory
 from inceptionism.config import DreamConfig, parse_layers
 from inceptionism.devices import autocast, compute_dtype, pick_precision
 from inceptionism.errors import InceptionismError
-from inceptionism.memory import free_memory, is_out_of_memory, measure_bytes_per_pixel, parse_bytes, plan_tile
+from inceptionism.memory import (
+    IMAGE_BYTES_PER_PIXEL,
+    INPUT_BYTES_PER_PIXEL,
+    OVERHEAD,
+    PACK_SHARE,
+    free_memory,
+    is_out_of_memory,
+    measure_bytes_per_pixel,
+    memory_budget,
+    parse_bytes,
+    plan_tile,
+)
 from inceptionism.models import DreamModel, FeatureExtractor
+from inceptionism.models.backprop import PACKED_SHAPES
 from inceptionism.objectives import Objective, layer
 from inceptionism.tiling import tiled_gradient
-from inceptionism.transforms import ascend, auto_octaves, octave_sizes, random_shift, resize, roll
+from inceptionism.transforms import ascend, auto_octaves, octave_sizes, random_shift, resize
 
 
 @dataclass(frozen=True)
@@ -83,6 +95,8 @@ class Dreamer:
         self._batch = 1
         self._tile_cap: int | None = None  # set when a step ran out of memory: no larger tiles afterwards
         self._free: int | None = None  # bytes free when the run started
+        self._tight = False  # the last plan's step takes over half the budget
+        self._input_pixels = 0  # the run's input: an fp32 copy the caller made for it, held to the end
 
     def score(self, x: torch.Tensor) -> torch.Tensor:
         """Objective per batch item (B,) for images (B, 3, h, w) in [0, 1]."""
@@ -99,18 +113,33 @@ class Dreamer:
                 self.extractor, self.objective, self.device, autocast(self.precision, self.device)
             )
         cap = parse_bytes(self.config.max_memory) if self.config.max_memory else None
-        plan = plan_tile(height, width, self._bytes_per_pixel, self.device, cap, free=self._free)
+        reserved = IMAGE_BYTES_PER_PIXEL * height * width + INPUT_BYTES_PER_PIXEL * self._input_pixels
+        program = self.extractor.backprop
+        if program is not None and self.device.type == "cpu":  # its reordered weights: one set per input shape
+            per_shape = program.packed_bytes_per_shape()
+            budget = memory_budget(self.device, cap, free=self._free)
+            shapes = min(PACKED_SHAPES, int(PACK_SHARE * budget // max(per_shape, 1)))
+            program.keep_shapes(shapes)  # the planned tile's shape at least; more where memory is plentiful
+            reserved += max(shapes, 1) * per_shape
+        plan = plan_tile(height, width, self._bytes_per_pixel, self.device, cap, free=self._free, reserved=reserved)
+        step_bytes = plan.reserved + plan.tile_size**2 * plan.batch * plan.bytes_per_pixel * OVERHEAD
+        self._tight = step_bytes > plan.budget / 2
         self._batch = plan.batch if self._tile_cap is None else 1
         return min(plan.tile_size, self._tile_cap or plan.tile_size)
 
-    def step(self, image: torch.Tensor, generator: torch.Generator, tile: int) -> tuple[torch.Tensor, float]:
-        """One ascent step on (1, 3, h, w): roll, tiled gradient, roll back, normalise, step, clamp."""
+    def step(
+        self, image: torch.Tensor, generator: torch.Generator, tile: int, in_place: bool = False
+    ) -> tuple[torch.Tensor, float]:
+        """One ascent step on (1, 3, h, w): roll, tiled gradient, roll back, normalise, step, clamp.
+
+        ``in_place``: the step is written into ``image`` (a run's own dream: one image-sized buffer fewer to
+        allocate every step, which kept a 9 MP run's heap from creeping up by fragments of freed dreams)."""
         cfg = self.config
         dy, dx = random_shift(cfg.jitter, generator)
         grad, score = tiled_gradient(
-            roll(image, dy, dx), self.score, tile, cfg.tile_overlap, batch=self._batch, align=TILE_ALIGN
+            image, self.score, tile, cfg.tile_overlap, batch=self._batch, align=TILE_ALIGN, shift=(dy, dx)
         )
-        return ascend(image, roll(grad, -dy, -dx), cfg.step_size, cfg.grad_norm), score
+        return ascend(image, grad, cfg.step_size, cfg.grad_norm, in_place), score
 
     def run(self, image: torch.Tensor, callback: Callback | None = None) -> torch.Tensor:
         """Dream on ``image`` (1, 3, H, W) in [0, 1]; returns the dream, same shape, on the CPU."""
@@ -125,15 +154,24 @@ class Dreamer:
         self._free = free_memory(self.device)  # once: memory kept for reuse later in the run is ours anyway
         base = image.to(self.device, torch.float32)
         height, width = base.shape[-2:]
+        self._input_pixels = height * width
         octaves = cfg.octaves or auto_octaves(height, width, cfg.octave_scale)
         sizes = octave_sizes(height, width, octaves, cfg.octave_scale, cfg.min_size)
         total = len(sizes) * cfg.steps
-        detail = torch.zeros(1, 3, *sizes[0], device=self.device)
+        detail: torch.Tensor | None = torch.zeros(1, 3, *sizes[0], device=self.device)
         start = time.perf_counter()
         dream = base
+        self.tile_size(*sizes[-1])  # the full size planned first: a --max-memory too small fails before any work
+        tight = self._tight or cfg.max_memory is not None
         for o, size in enumerate(sizes):
-            octave_base = resize(base, size)
-            dream = (octave_base + resize(detail, size)).clamp_(0.0, 1.0)
+            # Image-sized buffers are few: at 8K each is 400 MB. Only the dream is held through the steps; the
+            # octave's base and the detail carried up are made when needed (the same values).
+            assert detail is not None
+            carried, detail = resize(detail, size), None
+            dream = (resize(base, size) + carried).clamp_(0.0, 1.0)
+            del carried
+            if tight:
+                release_free_memory()  # the last octave's buffers, too small to serve this one, go back
             tile = self.tile_size(*size)  # planned per octave: a small octave may fit in one tile
             for s in range(cfg.steps):
                 dream, score, tile = self._step_with_retry(dream, generator, tile)
@@ -154,7 +192,9 @@ class Dreamer:
                             image=dream.detach().cpu() if last else None,
                         )
                     )
-            detail = dream - octave_base
+            if o < len(sizes) - 1:
+                detail = dream - resize(base, size)  # what the steps added, carried up to the next octave
+                dream = base  # (the octave's dream is no longer needed)
         return dream.detach().cpu()
 
     def _step_with_retry(
@@ -164,7 +204,7 @@ class Dreamer:
         while True:
             state = generator.get_state()
             try:
-                out, score = self.step(image, generator, min(tile, max(image.shape[-2:])))
+                out, score = self.step(image, generator, min(tile, max(image.shape[-2:])), in_place=True)
             except (RuntimeError, torch.OutOfMemoryError) as e:
                 if not is_out_of_memory(e) or tile <= 64:
                     raise

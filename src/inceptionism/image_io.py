@@ -426,7 +426,7 @@ def to_pil(rgb: torch.Tensor, like: LoadedImage) -> Image.Image:
         tensor = torch.nn.functional.interpolate(
             tensor, size=(height, width), mode="bicubic", align_corners=False, antialias=True
         )
-    values = tensor.clamp(0, 1)[0].permute(1, 2, 0).numpy()  # HxWx3
+    values = tensor.clamp_(0, 1)[0].permute(1, 2, 0).numpy()  # HxWx3 (in place: the copy nan_to_num made)
     alpha = None if like.alpha is None else like.alpha.detach().to("cpu", torch.float32)[0, 0].numpy()
     source = like.mode
     if source in _GRAY16_MODES:

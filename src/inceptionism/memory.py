@@ -36,6 +36,12 @@ OVERHEAD = 2.0
 PROGRAM_SLACK = 2.0
 MAX_BATCH = 8
 FREE_SHARE = 0.5  # share of free memory a run takes by default
+# Image-sized buffers a run holds at once, per pixel of the octave: the dream, its gradient, the tiles' blend
+# weights (one channel), the next dream, and the allocator's slack between them (fp32 RGB: 12 bytes an image).
+# Measured: a 3-octave run at 3000² with small tiles grew by 4.2 images (engine.py keeps no others).
+IMAGE_BYTES_PER_PIXEL = 5 * 12
+INPUT_BYTES_PER_PIXEL = 12  # and the input, per pixel of the full size: the fp32 copy a dream reads from
+PACK_SHARE = 0.25  # share of the budget the reordered weights may take before fewer shapes are kept
 
 
 def parse_bytes(text: str | int) -> int:
@@ -95,6 +101,7 @@ class TilePlan:
     budget: int
     bytes_per_pixel: float
     batch: int = 1  # tiles per forward pass
+    reserved: int = 0  # bytes of the budget taken before any tile
 
 
 def measure_bytes_per_pixel(extractor: nn.Module, score: object, device: torch.device, precision_ctx: object) -> float:
@@ -119,6 +126,12 @@ def measure_bytes_per_pixel(extractor: nn.Module, score: object, device: torch.d
     return max(saved + PROGRAM_SLACK * program, 1) / PROBE**2
 
 
+def memory_budget(device: torch.device, max_memory: int | None, free: int | None = None) -> int:
+    """Bytes a run may add: a share of the free memory, or ``max_memory`` if that is less."""
+    budget = int((free if free is not None else free_memory(device)) * FREE_SHARE)
+    return min(budget, max_memory) if max_memory is not None else budget
+
+
 def plan_tile(
     height: int,
     width: int,
@@ -126,15 +139,26 @@ def plan_tile(
     device: torch.device,
     max_memory: int | None,
     free: int | None = None,
+    reserved: int = 0,
 ) -> TilePlan:
     """Largest tile (a multiple of 32, 64…1024 px, at most the image) whose step fits the memory budget.
 
-    An image with no more pixels than such a tile is not tiled at all, even if one side is longer.
+    ``reserved`` bytes of the budget are taken already (the image's own buffers, reordered weights). An image
+    with no more pixels than such a tile is not tiled at all, even if one side is longer. A ``max_memory`` that
+    leaves no room for the smallest tile is a :class:`ConfigError`; without one, the smallest tile is tried
+    (and a step that runs out of memory is retried smaller).
     """
-    budget = int((free if free is not None else free_memory(device)) * FREE_SHARE)
-    if max_memory is not None:
-        budget = min(budget, max_memory)
-    side = int(math.sqrt(budget / (bytes_per_pixel * OVERHEAD)))
+    budget = memory_budget(device, max_memory, free)
+    room = budget - reserved
+    smallest = MIN_TILE * MIN_TILE * bytes_per_pixel * OVERHEAD
+    if max_memory is not None and room < smallest:
+        need = (reserved + smallest) / 2**20
+        raise ConfigError(
+            f"--max-memory {max_memory / 2**20:.0f}MiB is too small for a {width}×{height} dream with this model: "
+            f"the image's buffers and the network's weights take {reserved / 2**20:.0f}MiB before any tile; "
+            f"allow at least {math.ceil(need)}MiB"
+        )
+    side = int(math.sqrt(max(room, 0) / (bytes_per_pixel * OVERHEAD)))
     side = max(MIN_TILE, min(MAX_TILE, side // 32 * 32))
     if height * width <= min(side, MAX_TILE) ** 2:  # the whole image fits in one tile's memory: no tiling
         side = max(height, width)
@@ -142,8 +166,8 @@ def plan_tile(
     # A GPU runs several tiles at once when they fit; on CPUs a batch gains nothing, so one tile at a time.
     batch = 1
     if device.type != "cpu":
-        batch = int(max(1, min(MAX_BATCH, budget // (side * side * bytes_per_pixel * OVERHEAD))))
-    return TilePlan(side, budget, bytes_per_pixel, batch)
+        batch = int(max(1, min(MAX_BATCH, room // (side * side * bytes_per_pixel * OVERHEAD))))
+    return TilePlan(side, budget, bytes_per_pixel, batch, reserved)
 
 
 def is_out_of_memory(e: BaseException) -> bool:

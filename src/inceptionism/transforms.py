@@ -81,9 +81,12 @@ def normalize_gradient(g: torch.Tensor, method: str = "mean_abs", eps: float = 1
     return g * gradient_scale(g, method, eps)
 
 
-def ascend(image: torch.Tensor, g: torch.Tensor, step_size: float, method: str) -> torch.Tensor:
-    """``clamp(image + step_size * normalize_gradient(g), 0, 1)`` in one pass over the image and one in place."""
-    return torch.addcmul(image, g, step_size * gradient_scale(g, method)).clamp_(0.0, 1.0)
+def ascend(image: torch.Tensor, g: torch.Tensor, step_size: float, method: str, in_place: bool = False) -> torch.Tensor:
+    """``clamp(image + step_size * normalize_gradient(g), 0, 1)`` in one pass over the image and one in place;
+    ``in_place``: written into ``image`` (the same values)."""
+    scale = step_size * gradient_scale(g, method)
+    out = image.addcmul_(g, scale) if in_place else torch.addcmul(image, g, scale)
+    return out.clamp_(0.0, 1.0)
 
 
 def pixels(size: tuple[int, int]) -> int:
