@@ -111,38 +111,41 @@ def blend_window(tile: Tile, height: int, width: int, overlap: int, device: torc
     return wy[:, None] * wx[None, :]
 
 
-Window = slice | torch.Tensor  # rows or columns of a tile: a slice, or indices where it wraps round the edge
+Window = list[tuple[slice, slice]]  # (rows or columns of the image, the same ones' place in the tile)
 
 
 def _window(start: int, size: int, length: int) -> Window:
-    """Rows (or columns) ``start … start+size-1`` of a circular axis of ``length``: a slice, or indices where the
-    window wraps around the end."""
+    """Rows (or columns) ``start … start+size-1`` of a circular axis of ``length``: one piece, or two where the
+    window wraps round the end (its first part at the end of the image, the rest from its start)."""
     start %= length
     if start + size <= length:
-        return slice(start, start + size)
-    return torch.arange(start, start + size) % length
+        return [(slice(start, start + size), slice(0, size))]
+    first = length - start
+    return [(slice(start, length), slice(0, first)), (slice(0, size - first), slice(first, size))]
+
+
+def _pieces(rows: Window, cols: Window) -> list[tuple[slice, slice, slice, slice]]:
+    """(image rows, image columns, tile rows, tile columns) of each rectangle of a (wrapped) tile."""
+    return [(r, c, tr, tc) for r, tr in rows for c, tc in cols]
 
 
 def _crop(image: torch.Tensor, rows: Window, cols: Window) -> torch.Tensor:
-    """``image[:, :, rows, cols]`` for slices or index tensors (a view for two slices)."""
-    if isinstance(rows, torch.Tensor):
-        image = image.index_select(2, rows.to(image.device))
-        rows = slice(None)
-    if isinstance(cols, torch.Tensor):
-        image = image.index_select(3, cols.to(image.device))
-        cols = slice(None)
-    return image[:, :, rows, cols]
+    """The tile ``image[:, :, rows, cols]``: a view where it does not wrap, else a copy put together from pieces."""
+    pieces = _pieces(rows, cols)
+    if len(pieces) == 1:
+        r, c, _, _ = pieces[0]
+        return image[:, :, r, c]
+    h, w = rows[-1][1].stop, cols[-1][1].stop
+    out = image.new_empty(*image.shape[:2], h, w)
+    for r, c, tr, tc in pieces:
+        out[:, :, tr, tc] = image[:, :, r, c]
+    return out
 
 
 def _add_into(target: torch.Tensor, rows: Window, cols: Window, value: torch.Tensor) -> None:
-    """``target[..., rows, cols] += value`` for slices or index tensors (no index repeats within a window)."""
-    if isinstance(rows, slice) and isinstance(cols, slice):
-        target[..., rows, cols] += value
-        return
-    r = rows if isinstance(rows, torch.Tensor) else torch.arange(target.shape[-2])[rows]
-    c = cols if isinstance(cols, torch.Tensor) else torch.arange(target.shape[-1])[cols]
-    index = (r.to(target.device)[:, None], c.to(target.device)[None, :])
-    target[(..., *index)] += value
+    """``target[..., rows, cols] += value``, piece by piece where the window wraps."""
+    for r, c, tr, tc in _pieces(rows, cols):
+        target[..., r, c] += value[..., tr, tc]
 
 
 def tiled_gradient(
