@@ -1,7 +1,7 @@
 """Speed and memory figures for inceptionism. Plain script: prints figures, asserts nothing.
 
     python benchmarks/bench.py                 # everything (about 10 minutes on 2 cores)
-    python benchmarks/bench.py --only peak w0  # parts: peak, w0, w1, w2
+    python benchmarks/bench.py --only peak w0  # parts: peak, w0, w1, w2 (and dream8k, only when asked)
     python benchmarks/bench.py --compile       # also time torch.compile on W0 (slow first compile)
     python benchmarks/bench.py --device cuda   # on a GPU: CUDA-event timers, W1 at 4K, GPU peak memory
 
@@ -16,6 +16,8 @@ W0    the seed's work: inception_v3 to Mixed_6c, loss on Mixed_6a + Mixed_6c, a 
 W1    the default model and settings on a ~1 MP photo: whole run, wall time, peak RSS; fp32 vs bf16 PSNR.
 W2    seconds per step per megapixel at 1, 4, 16, 33 MP (one full-size step, auto tiles) and peak RSS; 33 MP is
       the 8K frame (7680×4320). Each size runs in its own process so peak RSS is its own.
+dream8k  a whole default dream on an 8K photo (the astronaut example, enlarged): wall time and the process's
+      peak RSS, everything a user's run holds (the image, octaves, tiles). Opt-in: 2–3 minutes here.
 Random-init weights are used where the cost is all that matters (W0); W1/W2 use the packaged default weights.
 """
 
@@ -265,6 +267,23 @@ def child_w2(megapixels: float, steps: int) -> None:
     print(json.dumps({"h": h, "w": w, "tile": tile, "s_per_step": s, "rss": peak_rss_mb()}))
 
 
+def child_dream8k() -> None:
+    from PIL import Image
+
+    import inceptionism
+
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    with Image.open(examples / "astronaut.jpg") as im:
+        image = np.asarray(im.convert("RGB").resize((7680, 4320), Image.LANCZOS))
+    octaves: list[int] = []
+    t = time.perf_counter()
+    out = inceptionism.dream(image, device=str(bench_device()), callback=lambda p: octaves.append(p.octaves))
+    wall = time.perf_counter() - t
+    OUT.mkdir(exist_ok=True)
+    out.save(OUT / "dream-8k.jpg", quality=92)
+    print(json.dumps({"wall": wall, "rss": peak_rss_mb(), "octaves": octaves[-1], "steps": len(octaves)}))
+
+
 def run_child(*args: str) -> dict[str, float]:
     r = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True, check=True)
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -301,9 +320,17 @@ def part_w2(sizes: list[float]) -> None:
     print(f"      time per megapixel: ±{100 * spread:.0f}% around the mean across sizes")
 
 
+def part_dream8k() -> None:
+    r = run_child("dream8k")
+    size = f"{int(r['octaves'])} octaves, {int(r['steps'])} steps"
+    print(f"8K    a whole default dream, 7680×4320 ({size}), from a photo")
+    print(f"      {r['wall']:.0f} s, peak RSS of the process {r['rss']:.0f} MB; picture: {OUT / 'dream-8k.jpg'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", nargs="+", choices=["peak", "w0", "w1", "w2"], default=["peak", "w0", "w1", "w2"])
+    parts = ["peak", "w0", "w1", "w2", "dream8k"]
+    parser.add_argument("--only", nargs="+", choices=parts, default=parts[:4], help="dream8k: opt-in, 2-3 min")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile on W0")
     parser.add_argument("--sizes", nargs="+", type=float, default=[1, 4, 16, 33], help="W2 sizes in MP")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
@@ -312,7 +339,10 @@ def main() -> None:
     os.environ["INCEPTIONISM_BENCH_DEVICE"] = args.device
     if args.child:
         kind, *rest = args.child
-        child_w1(*rest) if kind == "w1" else child_w2(float(rest[0]), int(rest[1]))
+        if kind == "dream8k":
+            child_dream8k()
+        else:
+            child_w1(*rest) if kind == "w1" else child_w2(float(rest[0]), int(rest[1]))
         return
     cpu = platform.processor() or platform.machine()
     print(f"machine: {os.cpu_count()} CPUs ({cpu}), torch {torch.__version__}, {torch.get_num_threads()} threads")
@@ -325,6 +355,8 @@ def main() -> None:
         part_w1()
     if "w2" in args.only:
         part_w2(args.sizes)
+    if "dream8k" in args.only:
+        part_dream8k()
 
 
 if __name__ == "__main__":
