@@ -91,7 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, help=f"random seed; same seed and settings, same picture [{dc.seed}]")
     d.add_argument("--tile-size", type=int, help="tile side in pixels [chosen from free memory]")
     d.add_argument("--tile-overlap", type=int, help=f"overlap between tiles in pixels [{dc.tile_overlap}]")
-    d.add_argument("--max-memory", metavar="SIZE", help="memory cap for tiling, e.g. 2GB [half of what is free]")
+    d.add_argument(
+        "--max-memory",
+        metavar="SIZE",
+        help="cap on what a dream adds: image buffers, weights, tiles; e.g. 2GB [half of what is free]",
+    )
     d.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps [auto]")
     d.add_argument("--precision", choices=PRECISIONS, help=f"numeric precision; auto picks per device [{dc.precision}]")
     d.add_argument("--compile", action="store_true", help="torch.compile the network (GPUs; slow to start)")
