@@ -225,12 +225,17 @@ def w1_size() -> tuple[int, int]:
     return (3840, 2160) if bench_device().type == "cuda" else (1224, 816)
 
 
-def w1_photo() -> np.ndarray:
+def example_photo(name: str, size: tuple[int, int]) -> np.ndarray:
+    """A photo from ``examples/``, RGB, resized to ``size = (w, h)``."""
     from PIL import Image
 
     examples = Path(__file__).resolve().parent.parent / "examples"
-    with Image.open(examples / "coffee.jpg") as im:
-        return np.asarray(im.convert("RGB").resize(w1_size(), Image.LANCZOS))
+    with Image.open(examples / name) as im:
+        return np.asarray(im.convert("RGB").resize(size, Image.LANCZOS))
+
+
+def w1_photo() -> np.ndarray:
+    return example_photo("coffee.jpg", w1_size())
 
 
 def child_w1(precision: str) -> None:
@@ -268,13 +273,9 @@ def child_w2(megapixels: float, steps: int) -> None:
 
 
 def child_dream8k() -> None:
-    from PIL import Image
-
     import inceptionism
 
-    examples = Path(__file__).resolve().parent.parent / "examples"
-    with Image.open(examples / "astronaut.jpg") as im:
-        image = np.asarray(im.convert("RGB").resize((7680, 4320), Image.LANCZOS))
+    image = example_photo("astronaut.jpg", (7680, 4320))
     octaves: list[int] = []
     t = time.perf_counter()
     out = inceptionism.dream(image, device=str(bench_device()), callback=lambda p: octaves.append(p.octaves))

@@ -75,8 +75,6 @@ def release_free_memory() -> None:
     more, 0.3–0.8 s of 4.3), so runs with room to spare keep it. Elsewhere, or off glibc, nothing happens.
     """
     libc = _glibc()
-    if libc is None or _depth == 0:
-        return
     with _lock:
-        if _depth > 0:
+        if libc is not None and _depth > 0:
             libc.malloc_trim(0)

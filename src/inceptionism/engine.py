@@ -21,8 +21,8 @@ from inceptionism.errors import InceptionismError
 from inceptionism.memory import (
     IMAGE_BYTES_PER_PIXEL,
     INPUT_BYTES_PER_PIXEL,
-    OVERHEAD,
     PACK_SHARE,
+    TilePlan,
     free_memory,
     is_out_of_memory,
     measure_bytes_per_pixel,
@@ -95,7 +95,6 @@ class Dreamer:
         self._batch = 1
         self._tile_cap: int | None = None  # set when a step ran out of memory: no larger tiles afterwards
         self._free: int | None = None  # bytes free when the run started
-        self._tight = False  # the last plan's step takes over half the budget
         self._input_pixels = 0  # the run's input: an fp32 copy the caller made for it, held to the end
 
     def score(self, x: torch.Tensor) -> torch.Tensor:
@@ -106,8 +105,17 @@ class Dreamer:
 
     def tile_size(self, height: int, width: int) -> int:
         """The configured tile size, or the largest that fits the memory budget (measured once per run)."""
-        if self.config.tile_size is not None:
+        plan = self._plan(height, width)
+        if plan is None:
+            assert self.config.tile_size is not None
             return min(self.config.tile_size, self._tile_cap or self.config.tile_size)
+        self._batch = plan.batch if self._tile_cap is None else 1
+        return min(plan.tile_size, self._tile_cap or plan.tile_size)
+
+    def _plan(self, height: int, width: int) -> TilePlan | None:
+        """The memory plan for a ``height × width`` octave; None where the config fixes the tile size."""
+        if self.config.tile_size is not None:
+            return None
         if self._bytes_per_pixel is None:
             self._bytes_per_pixel = measure_bytes_per_pixel(
                 self.extractor, self.objective, self.device, autocast(self.precision, self.device)
@@ -118,14 +126,10 @@ class Dreamer:
         if program is not None and self.device.type == "cpu":  # its reordered weights: one set per input shape
             per_shape = program.packed_bytes_per_shape()
             budget = memory_budget(self.device, cap, free=self._free)
-            shapes = min(PACKED_SHAPES, int(PACK_SHARE * budget // max(per_shape, 1)))
+            shapes = max(1, min(PACKED_SHAPES, int(PACK_SHARE * budget // max(per_shape, 1))))
             program.keep_shapes(shapes)  # the planned tile's shape at least; more where memory is plentiful
-            reserved += max(shapes, 1) * per_shape
-        plan = plan_tile(height, width, self._bytes_per_pixel, self.device, cap, free=self._free, reserved=reserved)
-        step_bytes = plan.reserved + plan.tile_size**2 * plan.batch * plan.bytes_per_pixel * OVERHEAD
-        self._tight = step_bytes > plan.budget / 2
-        self._batch = plan.batch if self._tile_cap is None else 1
-        return min(plan.tile_size, self._tile_cap or plan.tile_size)
+            reserved += shapes * per_shape
+        return plan_tile(height, width, self._bytes_per_pixel, self.device, cap, free=self._free, reserved=reserved)
 
     def step(
         self, image: torch.Tensor, generator: torch.Generator, tile: int, in_place: bool = False
@@ -161,13 +165,13 @@ class Dreamer:
         detail: torch.Tensor | None = torch.zeros(1, 3, *sizes[0], device=self.device)
         start = time.perf_counter()
         dream = base
-        self.tile_size(*sizes[-1])  # the full size planned first: a --max-memory too small fails before any work
-        tight = self._tight or cfg.max_memory is not None
+        full = self._plan(*sizes[-1])  # the full size planned first: a --max-memory too small fails before any work
+        tight = cfg.max_memory is not None or (full is not None and full.tight)
         for o, size in enumerate(sizes):
             # Image-sized buffers are few: at 8K each is 400 MB. Only the dream is held through the steps; the
             # octave's base and the detail carried up are made when needed (the same values).
             assert detail is not None
-            carried, detail = resize(detail, size), None
+            carried, detail = resize(detail, size), None  # the last octave's detail goes before the sum is made
             dream = (resize(base, size) + carried).clamp_(0.0, 1.0)
             del carried
             if tight:
@@ -194,7 +198,7 @@ class Dreamer:
                     )
             if o < len(sizes) - 1:
                 detail = dream - resize(base, size)  # what the steps added, carried up to the next octave
-                dream = base  # (the octave's dream is no longer needed)
+                dream = base  # drops this octave's dream before the next one is made
         return dream.detach().cpu()
 
     def _step_with_retry(

@@ -103,6 +103,12 @@ class TilePlan:
     batch: int = 1  # tiles per forward pass
     reserved: int = 0  # bytes of the budget taken before any tile
 
+    @property
+    def tight(self) -> bool:
+        """Whether a step takes over half the budget: memory freed between octaves is then handed back."""
+        step = self.reserved + self.tile_size**2 * self.batch * self.bytes_per_pixel * OVERHEAD
+        return step > self.budget / 2
+
 
 def measure_bytes_per_pixel(extractor: nn.Module, score: object, device: torch.device, precision_ctx: object) -> float:
     """Bytes per input pixel that one step of ``extractor`` holds (probe tile of 128²): the tensors autograd

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from inceptionism.transforms import roll
+
 ScoreBatch = Callable[[torch.Tensor], torch.Tensor]  # (B, 3, h, w) → (B,)
 
 
@@ -172,13 +174,11 @@ def tiled_gradient(
     dy, dx = shift
     tiles = tile_grid(height, width, tile_size, overlap, align)
     if len(tiles) == 1:
-        x = torch.roll(image, shifts=(dy, dx), dims=(-2, -1)) if dy or dx else image
-        x = x.detach().requires_grad_(True)
+        x = roll(image, dy, dx).detach().requires_grad_(True)
         s = score(x)
         s.sum().backward()
         assert x.grad is not None
-        whole = torch.roll(x.grad, shifts=(-dy, -dx), dims=(-2, -1)) if dy or dx else x.grad
-        return whole, float(s.detach().sum())
+        return roll(x.grad, -dy, -dx), float(s.detach().sum())
     grad = torch.zeros(image.shape, dtype=image.dtype, device=image.device)  # NCHW whatever the image's layout
     weight = torch.zeros(1, 1, height, width, device=image.device)
     total = 0.0

@@ -288,7 +288,11 @@ class _Packs:
     def keep(self, shapes: int) -> None:
         """Keep at most ``shapes`` shapes from now on (the least recently used go now)."""
         self.limit = max(1, shapes)
-        while len(self._packed) > self.limit:
+        self._evict(self.limit)
+
+    def _evict(self, room: int) -> None:
+        """Drop the least recently used shapes until at most ``room`` are left."""
+        while len(self._packed) > room:
             key = next(iter(self._packed))
             del self._packed[key]
             if self._last is not None and self._last[0] == key:
@@ -303,8 +307,7 @@ class _Packs:
             packed = self._packed.pop(key)
         else:
             packed = reorder()
-            while len(self._packed) >= self.limit:
-                self._packed.pop(next(iter(self._packed)))
+            self._evict(self.limit - 1)
         self._packed[key] = packed
         self._last = (key, packed)
         return packed
