@@ -230,6 +230,8 @@ def test_fewer_packed_shapes_can_be_kept_and_their_bytes_are_known():
         (nn.Conv2d(8, 12, 5, stride=3, padding=2, dilation=2), (17, 14)),
         (nn.Conv2d(8, 16, 3, padding=1, groups=4), (7, 7)),
         (nn.Conv2d(8, 8, 3, stride=2, groups=8), (10, 9)),  # depthwise, unpadded
+        (nn.Conv2d(8, 12, 1), (6, 13)),  # 1×1: a forward convolution of the transposed weights
+        (nn.Conv2d(8, 12, 1, stride=2), (7, 8)),  # strided 1×1: the transposed convolution
     ],
 )
 def test_input_gradient_is_the_transposed_convolution(conv, size, dtype):
@@ -249,6 +251,26 @@ def test_input_gradient_is_the_transposed_convolution(conv, size, dtype):
     assert None not in op.reverse_weights._packed.values()  # the transposed convolution ran, not the fallback
     op.input_gradient(grad, x.shape, dtype)
     assert len(op.reverse_weights) == 1  # packed once per shape
+    assert op.pointwise == (conv.kernel_size == (1, 1) and conv.stride == (1, 1))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_pointwise_input_gradient_equals_the_transposed_convolution(dtype):
+    """A 1×1 convolution's input gradient as a forward convolution of its transposed weights: the same values as
+    the transposed convolution it replaces, bit for bit, and new weights are packed anew."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(48, 80, 1).requires_grad_(False).to(dtype).to(memory_format=CL)
+    op = bp._Conv(conv, None)
+    assert op.pointwise
+    grad = torch.randn(1, 80, 13, 21).to(dtype).contiguous(memory_format=CL)
+    shape = torch.Size([1, 48, 13, 21])
+    actual = op.input_gradient(grad, shape, dtype)
+    assert all(w.is_mkldnn for w in op.reverse_weights._packed.values())  # packed, not oneDNN's per-call fallback
+    op.pointwise = False
+    assert torch.equal(actual, op.input_gradient(grad, shape, dtype))
+    op.pointwise = True
+    conv.weight.mul_(2)  # changed in place: packed anew
+    assert torch.equal(op.input_gradient(grad, shape, dtype), 2 * actual)
 
 
 @pytest.fixture(scope="module")
