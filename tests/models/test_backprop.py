@@ -230,8 +230,10 @@ def test_fewer_packed_shapes_can_be_kept_and_their_bytes_are_known():
         (nn.Conv2d(8, 12, 5, stride=3, padding=2, dilation=2), (17, 14)),
         (nn.Conv2d(8, 16, 3, padding=1, groups=4), (7, 7)),
         (nn.Conv2d(8, 8, 3, stride=2, groups=8), (10, 9)),  # depthwise, unpadded
-        (nn.Conv2d(8, 12, 1), (6, 13)),  # 1×1: a forward convolution of the transposed weights
-        (nn.Conv2d(8, 12, 1, stride=2), (7, 8)),  # strided 1×1: the transposed convolution
+        (nn.Conv2d(8, 12, 1), (6, 13)),
+        (nn.Conv2d(8, 12, 1, stride=2), (7, 8)),
+        (nn.Conv2d(8, 12, 3), (6, 7)),  # unpadded: the flipped kernel's padding is 2
+        (nn.Conv2d(8, 12, (3, 5), padding=(2, 4)), (5, 6)),  # padded beyond the kernel: the transposed convolution
     ],
 )
 def test_input_gradient_is_the_transposed_convolution(conv, size, dtype):
@@ -251,26 +253,30 @@ def test_input_gradient_is_the_transposed_convolution(conv, size, dtype):
     assert None not in op.reverse_weights._packed.values()  # the transposed convolution ran, not the fallback
     op.input_gradient(grad, x.shape, dtype)
     assert len(op.reverse_weights) == 1  # packed once per shape
-    assert op.pointwise == (conv.kernel_size == (1, 1) and conv.stride == (1, 1))
+    dense_stride_1 = conv.stride == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1
+    within = all(p < k for p, k in zip(conv.padding, conv.kernel_size, strict=True))
+    assert (op.flipped_padding is not None) == (dense_stride_1 and within)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_pointwise_input_gradient_equals_the_transposed_convolution(dtype):
-    """A 1×1 convolution's input gradient as a forward convolution of its transposed weights: the same values as
-    the transposed convolution it replaces, bit for bit, and new weights are packed anew."""
+@pytest.mark.parametrize(("kernel", "padding"), [(1, 0), (3, 1), ((1, 7), (0, 3)), (5, 0)])
+def test_flipped_kernel_input_gradient_equals_the_transposed_convolution(dtype, kernel, padding):
+    """A dense stride-1 convolution's input gradient as a forward convolution of its flipped, transposed kernel:
+    the same values as the transposed convolution it replaces, bit for bit, and new weights are packed anew."""
     torch.manual_seed(0)
-    conv = nn.Conv2d(48, 80, 1).requires_grad_(False).to(dtype).to(memory_format=CL)
+    conv = nn.Conv2d(48, 80, kernel, padding=padding).requires_grad_(False).to(dtype).to(memory_format=CL)
     op = bp._Conv(conv, None)
-    assert op.pointwise
-    grad = torch.randn(1, 80, 13, 21).to(dtype).contiguous(memory_format=CL)
-    shape = torch.Size([1, 48, 13, 21])
-    actual = op.input_gradient(grad, shape, dtype)
+    assert op.flipped_padding is not None
+    x = torch.zeros(1, 48, 13, 21).to(dtype).contiguous(memory_format=CL)
+    grad = torch.randn(conv(x).shape).to(dtype).contiguous(memory_format=CL)
+    actual = op.input_gradient(grad, x.shape, dtype)
+    assert actual.shape == x.shape
     assert all(w.is_mkldnn for w in op.reverse_weights._packed.values())  # packed, not oneDNN's per-call fallback
-    op.pointwise = False
-    assert torch.equal(actual, op.input_gradient(grad, shape, dtype))
-    op.pointwise = True
+    flipped, op.flipped_padding = op.flipped_padding, None
+    assert torch.equal(actual, op.input_gradient(grad, x.shape, dtype))  # the transposed convolution
+    op.flipped_padding = flipped
     conv.weight.mul_(2)  # changed in place: packed anew
-    assert torch.equal(op.input_gradient(grad, shape, dtype), 2 * actual)
+    assert torch.equal(op.input_gradient(grad, x.shape, dtype), 2 * actual)
 
 
 @pytest.fixture(scope="module")
