@@ -88,9 +88,10 @@ class FeatureExtractor(nn.Module):
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         if not self.preprocessed:
             x = self.preprocessing(x)
-        if self.channels_last or self.dtype is not None:  # one copy for both
-            fmt = torch.channels_last if self.channels_last else torch.preserve_format
-            x = x.to(dtype=self.dtype or x.dtype, memory_format=fmt)
+        if self.dtype is not None:
+            x = x.to(dtype=self.dtype)
+        if self.channels_last:  # after the cast: in bf16, cast then copy takes half the time of both in one
+            x = x.contiguous(memory_format=torch.channels_last)
         if self.backprop is not None and self._backprop_wanted(x):
             return self.backprop(x)  # its reverse takes feature gradients in any layout
         try:
