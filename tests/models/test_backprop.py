@@ -233,7 +233,8 @@ def test_fewer_packed_shapes_can_be_kept_and_their_bytes_are_known():
         (nn.Conv2d(8, 12, 1), (6, 13)),
         (nn.Conv2d(8, 12, 1, stride=2), (7, 8)),
         (nn.Conv2d(8, 12, 3), (6, 7)),  # unpadded: the flipped kernel's padding is 2
-        (nn.Conv2d(8, 12, (3, 5), padding=(2, 4)), (5, 6)),  # padded beyond the kernel: the transposed convolution
+        (nn.Conv2d(8, 12, (3, 5), padding=(2, 4)), (5, 6)),  # padded by k - 1: the flipped kernel needs none
+        (nn.Conv2d(8, 12, 3, padding=3), (5, 6)),  # padded beyond the kernel: the transposed convolution
     ],
 )
 def test_input_gradient_is_the_transposed_convolution(conv, size, dtype):
