@@ -224,18 +224,11 @@ class _Conv:
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight, bias, groups = self.weights(x)
-        w = self.forward_weights.get(weight, x.shape, lambda: self._reorder(weight, groups, x.shape))
+        p, s, d = self.padding, self.stride, self.dilation
+        w = self.forward_weights.get(weight, x.shape, lambda: _reorder_for_forward(weight, p, s, d, groups, x.shape))
         attr, scalars = self.attr, self.scalars
         y: torch.Tensor = _CONV(x, w, bias, self.padding, self.stride, self.dilation, groups, attr, scalars, "")
         return y
-
-    def _reorder(self, weight: torch.Tensor, groups: int, x: torch.Size) -> torch.Tensor:
-        try:
-            reorder = torch.ops.mkldnn._reorder_convolution_weight
-            packed: torch.Tensor = reorder(weight, self.padding, self.stride, self.dilation, groups, list(x))
-        except RuntimeError:  # a build without the reorder for this dtype: oneDNN reorders per call
-            return weight
-        return packed
 
     def input_gradient(self, grad: torch.Tensor, x: torch.Size, dtype: torch.dtype) -> torch.Tensor:
         """The gradient with respect to an input of shape ``x`` from the output gradient ``grad`` (masked).
@@ -273,12 +266,7 @@ class _Conv:
         of ``grad``: the transposed convolution's sums (bit for bit in the tests), which oneDNN sets up for a new
         shape 1.5–4× faster and runs as fast (W0, the default network, VGG16: whole steps unchanged)."""
         flipped = weight.flip(2, 3).transpose(0, 1).contiguous()
-        try:
-            reorder = torch.ops.mkldnn._reorder_convolution_weight
-            packed: torch.Tensor = reorder(flipped, padding, [1, 1], [1, 1], 1, list(grad))
-        except RuntimeError:  # a build without the reorder for this dtype: oneDNN reorders per call
-            return flipped
-        return packed
+        return _reorder_for_forward(flipped, padding, [1, 1], [1, 1], 1, grad)
 
     def _reorder_transposed(
         self, weight: torch.Tensor, groups: int, grad: torch.Size, x: torch.Size
@@ -294,6 +282,18 @@ class _Conv:
             return reorder(weight, p, extra, s, d, groups, list(grad)), extra
         except RuntimeError:
             return None
+
+
+def _reorder_for_forward(
+    weight: torch.Tensor, padding: list[int], stride: list[int], dilation: list[int], groups: int, x: torch.Size
+) -> torch.Tensor:
+    """``weight`` reordered into oneDNN's layout for a forward convolution of an input of shape ``x``."""
+    try:
+        reorder = torch.ops.mkldnn._reorder_convolution_weight
+        packed: torch.Tensor = reorder(weight, padding, stride, dilation, groups, list(x))
+    except RuntimeError:  # a build without the reorder for this dtype: oneDNN reorders per call
+        return weight
+    return packed
 
 
 class _Packs:
