@@ -1,6 +1,7 @@
 """Shared fixtures: no test touches the network, and weight caches live in temporary folders.
 
-Sections: network guard (autouse) · torch hub cache · random weights under official file names.
+Sections: network guard (autouse) · native kernels' cache (autouse) · torch hub cache · random weights under
+official file names.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pytest
 import torch
 from torch import nn
 
-from inceptionism.models import get_model_spec
+from inceptionism.models import get_model_spec, native
 from inceptionism.models.spec import ModelSpec, StateDict
 from inceptionism.models.weights import hub_cache_path
 
@@ -64,6 +65,24 @@ def network_attempts(_network_guard: list[str]) -> list[str]:
     """The connections and name look-ups this test attempted (each one was refused)."""
     _network_guard.clear()
     return _network_guard
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Native kernels are built into a temporary folder for the session (subprocesses too), never the user's cache.
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _native_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    folder = tmp_path_factory.mktemp("native")
+    before = os.environ.get("INCEPTIONISM_CACHE")
+    os.environ["INCEPTIONISM_CACHE"] = str(folder)
+    native.reset()
+    yield folder
+    if before is None:
+        del os.environ["INCEPTIONISM_CACHE"]
+    else:
+        os.environ["INCEPTIONISM_CACHE"] = before
+    native.reset()
 
 
 # ---------------------------------------------------------------------------------------------------------------

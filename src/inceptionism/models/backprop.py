@@ -9,13 +9,15 @@ into two straight lists of steps instead:
   per input shape (``mkldnn._convolution_pointwise``; eager PyTorch reorders them on every call) and the ReLU
   or ReLU6 after it fused in. Nothing is recorded, and each activation is freed once its last reader has run.
 - **tape**: only what the reverse needs: the output of each activation (its mask) and the argmax of each max
-  pool. A convolution's input gradient needs no input, so none is kept.
+  pool (a one-byte window offset where :mod:`.native`'s max pool runs, else ATen's int64 index). A
+  convolution's input gradient needs no input, so none is kept.
 - **reverse**: the input gradient of each step, in reverse order. A convolution's is its transposed convolution,
   run by oneDNN with weights packed for it once per shape (``convolution_backward``, which autograd calls,
   computes the same sums but reorders the weights on every call); a dense stride-1 convolution's is a forward
   convolution of the flipped kernel (the same sums; oneDNN sets it up for a new shape faster); the others are the
   kernels autograd would call (``threshold_backward``, ``max_pool2d_with_indices_backward``; the strided stem and
-  depthwise rules of :mod:`.stem` and :mod:`.depthwise`). In bf16 the ReLU and its mask run on the raw 16-bit
+  depthwise rules of :mod:`.stem` and :mod:`.depthwise`), except max pools where the machine can build
+  :mod:`.native`'s kernel (ATen's sums bit for bit, on every core). In bf16 the ReLU and its mask run on the raw 16-bit
   integers: a bf16 value is ``> 0`` exactly when its bits, read as an int16, are, and PyTorch's int16 kernels are
   vectorised where its bf16 ones convert every element.
 
@@ -36,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from inceptionism.models import depthwise, stem
+from inceptionism.models import depthwise, native, stem
 from inceptionism.models.optimize import BoxFilter
 
 CL = torch.channels_last
@@ -585,12 +587,19 @@ class Backprop:
 
         def forward(values: Slots, tape: Slots) -> None:
             x = values[src]
-            values[i], indices = _MAX_POOL(x, *params)
-            tape[i] = (x.shape, x.dtype, indices)
+            if native.max_pool_supported(x, params):  # ATen's values; the winners as one-byte window offsets
+                values[i], winners = native.max_pool(x, params)
+                tape[i] = (x.shape, x.dtype, winners, True)
+            else:
+                values[i], indices = _MAX_POOL(x, *params)
+                tape[i] = (x.shape, x.dtype, indices, False)
 
         def reverse(grads: Slots, tape: Slots) -> None:
-            shape, dtype, indices = tape[i]
+            shape, dtype, indices, own = tape[i]
             grad = grads[i]
+            if own:
+                _accumulate(grads, src, native.max_pool_backward(grad.to(dtype), indices, shape, params))
+                return
             shape_only = _shape_only(shape, dtype, grad.device)
             _accumulate(grads, src, _MAX_POOL_BACKWARD(grad, shape_only, *params, indices))
 
