@@ -17,6 +17,7 @@ import hashlib
 import logging
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -73,8 +74,12 @@ def reset() -> None:
         _library, _tried = None, False
 
 
-def _compiler() -> str | None:
-    return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+def _compiler() -> list[str] | None:
+    """``$CC`` (split as a shell would: ``ccache gcc``), else the first of cc, gcc and clang on the path."""
+    if os.environ.get("CC"):
+        return shlex.split(os.environ["CC"])
+    found = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    return [found] if found else None
 
 
 def _load() -> ctypes.CDLL | None:
@@ -83,7 +88,7 @@ def _load() -> ctypes.CDLL | None:
         log.info("native kernels off: no C compiler")
         return None
     try:
-        version = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=60).stdout
+        version = subprocess.run([*compiler, "--version"], capture_output=True, text=True, timeout=60).stdout
     except (OSError, subprocess.SubprocessError) as e:
         log.info("native kernels off: %s", e)
         return None
@@ -99,7 +104,7 @@ def _load() -> ctypes.CDLL | None:
             if lib.inceptionism_maxpool_version() != VERSION:
                 raise OSError(f"{path} is not version {VERSION}")
         except (OSError, subprocess.SubprocessError) as e:
-            log.info("native kernels: %s failed with %s: %s", compiler, " ".join(flags), e)
+            log.info("native kernels: %s failed with %s: %s", " ".join(compiler), " ".join(flags), e)
             continue
         _declare(lib)
         return lib
@@ -116,12 +121,12 @@ def _cpu() -> str:
     return "\n".join(sorted({line for line in lines if line.split(":")[0].strip() in keys}))
 
 
-def _build(compiler: str, flags: list[str], path: Path) -> None:
+def _build(compiler: list[str], flags: list[str], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=path.parent)
     os.close(fd)
     try:
-        subprocess.run([compiler, *flags, str(SOURCE), "-o", tmp], check=True, capture_output=True, timeout=300)
+        subprocess.run([*compiler, *flags, str(SOURCE), "-o", tmp], check=True, capture_output=True, timeout=300)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
