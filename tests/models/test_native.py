@@ -5,7 +5,9 @@ import pytest
 import torch
 from test_backprop import blocks_graph, program_run
 
-from inceptionism.models import native
+from inceptionism.config import DreamConfig
+from inceptionism.engine import Dreamer, build_objective
+from inceptionism.models import load_model, native
 from inceptionism.models.backprop import Backprop
 
 CL = torch.channels_last
@@ -198,3 +200,23 @@ def test_output_sizes_are_atens(size, kernel, stride, padding):
         x = torch.rand(1, 1, size, size)
         expected = torch.nn.functional.max_pool2d(x, kernel, stride, padding, ceil_mode=ceil_mode).shape[-1]
         assert native.pool_output_size(size, kernel, stride, padding, ceil_mode) == expected
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_googlenet_dream_is_the_same_with_or_without_native_pools(precision, torch_home, hub_weights, monkeypatch):
+    """GoogLeNet's pools: 3×3 stride 2 in ceil mode, and 3×3 stride 1 padded in every Inception block; tiled."""
+    hub_weights("googlenet")
+    model = load_model("googlenet")
+    image = torch.rand(1, 3, 150, 190, generator=torch.Generator().manual_seed(0))
+    calls = []
+    pool = native.max_pool
+    monkeypatch.setattr(native, "max_pool", lambda *args: calls.append(1) or pool(*args))
+    dreams = []
+    for setting in ("1", "0"):
+        monkeypatch.setenv("INCEPTIONISM_NATIVE", setting)
+        config = DreamConfig(model="googlenet", precision=precision, steps=2, octaves=2, tile_size=128).validate()
+        dreamer = Dreamer(model, build_objective(config, model), config, torch.device("cpu"))
+        dreams.append(dreamer.run(image.clone()))
+        assert bool(calls) == (setting == "1")  # the native pools ran in the first dream only
+        calls.clear()
+    assert torch.equal(dreams[0], dreams[1])
