@@ -210,6 +210,26 @@ def part_w0(peak: dict[str, float], compile_too: bool) -> None:
         f"      bf16 speed-up over fp32: {times['engine fp32'] / times['engine bf16']:.2f}× (bests), "
         f"per round {', '.join(f'{r:.2f}' for r in paired)}× (median {paired[len(paired) // 2]:.2f}×)"
     )
+    # Fairest under the phases: single steps alternating fp32 and bf16, so both see the same moments.
+    fp32, bf16 = dict(rows)["engine fp32"], dict(rows)["engine bf16"]
+    pairs = alternating_ratios(fp32, bf16, PAIRS)
+    print(f"      bf16 speed-up, {PAIRS} alternating fp32/bf16 steps: median ratio {pairs[len(pairs) // 2]:.2f}×")
+
+
+PAIRS = 60
+
+
+def alternating_ratios(first, second, pairs: int) -> list[float]:
+    """Sorted ratios time(first) / time(second) of ``pairs`` back-to-back single calls (the engine's memory
+    policy on CPUs, as in Dreamer.run)."""
+    from inceptionism.allocator import reuse_freed_memory
+
+    ratios = []
+    with reuse_freed_memory(bench_device().type == "cpu"):
+        for _ in range(pairs):
+            a = median_time(first, reps=1, warmup=0)
+            ratios.append(a / median_time(second, reps=1, warmup=0))
+    return sorted(ratios)
 
 
 def _compiled(step):
