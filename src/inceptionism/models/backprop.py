@@ -587,17 +587,14 @@ class Backprop:
 
         def forward(values: Slots, tape: Slots) -> None:
             x = values[src]
-            if native.max_pool_supported(x, params):  # ATen's values; the winners as one-byte window offsets
-                values[i], winners = native.max_pool(x, params)
-                tape[i] = (x.shape, x.dtype, winners, True)
-            else:
-                values[i], indices = _MAX_POOL(x, *params)
-                tape[i] = (x.shape, x.dtype, indices, False)
+            # the native kernel where it runs: ATen's values, the winners as one-byte window offsets
+            values[i], indices = native.max_pool(x, params) or _MAX_POOL(x, *params)
+            tape[i] = (x.shape, x.dtype, indices)
 
         def reverse(grads: Slots, tape: Slots) -> None:
-            shape, dtype, indices, own = tape[i]
+            shape, dtype, indices = tape[i]
             grad = grads[i]
-            if own:
+            if indices.dtype == torch.uint8:  # the native kernel's winners
                 _accumulate(grads, src, native.max_pool_backward(grad.to(dtype), indices, shape, params))
                 return
             shape_only = _shape_only(shape, dtype, grad.device)

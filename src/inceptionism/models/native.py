@@ -152,28 +152,33 @@ def pool_output_size(size: int, kernel: int, stride: int, padding: int, ceil_mod
 def max_pool_supported(x: torch.Tensor, params: list[Any]) -> bool:
     """Whether :func:`max_pool` runs ``max_pool2d(x, *params)`` (params: kernel, stride, padding, dilation,
     ceil_mode as lists). Anything else, invalid pools included (ATen gives their errors), stays with ATen."""
+    return _output_size(x, params) is not None and library() is not None
+
+
+def _output_size(x: torch.Tensor, params: list[Any]) -> tuple[int, int] | None:
+    """The pool's output height and width where the kernel can run it (the library aside), else None."""
     kernel, stride, padding, dilation, ceil_mode = params
     if x.device.type != "cpu" or x.dtype not in _DTYPES or x.dim() != 4 or dilation != [1, 1]:
-        return False
+        return None
     if kernel[0] * kernel[1] > MAX_WINDOW or min(stride) < 1 or min(padding) < 0:
-        return False
+        return None
     if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
-        return False
-    sizes = [pool_output_size(x.shape[i + 2], kernel[i], stride[i], padding[i], ceil_mode) for i in (0, 1)]
-    return min(sizes) > 0 and library() is not None
+        return None
+    oh, ow = (pool_output_size(x.shape[i + 2], kernel[i], stride[i], padding[i], ceil_mode) for i in (0, 1))
+    return (oh, ow) if min(oh, ow) > 0 else None
 
 
-def max_pool(x: torch.Tensor, params: list[Any]) -> tuple[torch.Tensor, torch.Tensor]:
+def max_pool(x: torch.Tensor, params: list[Any]) -> tuple[torch.Tensor, torch.Tensor] | None:
     """``(values, winners)`` of ``max_pool2d(x, *params)``, channels_last; winners are uint8 window offsets.
-    Call only where :func:`max_pool_supported` says so."""
-    lib = library()
-    assert lib is not None
-    kernel, stride, padding, _, ceil_mode = params
+    None where :func:`max_pool_supported` says no: the caller runs ATen's."""
+    size = _output_size(x, params)
+    lib = library() if size is not None else None
+    if size is None or lib is None:
+        return None
     x = x.contiguous(memory_format=torch.channels_last)
     n, c = x.shape[:2]
-    oh, ow = (pool_output_size(x.shape[i + 2], kernel[i], stride[i], padding[i], ceil_mode) for i in (0, 1))
-    y = torch.empty((n, c, oh, ow), dtype=x.dtype, memory_format=torch.channels_last)
-    winners = torch.empty((n, c, oh, ow), dtype=torch.uint8, memory_format=torch.channels_last)
+    y = torch.empty((n, c, *size), dtype=x.dtype, memory_format=torch.channels_last)
+    winners = torch.empty((n, c, *size), dtype=torch.uint8, memory_format=torch.channels_last)
     fn = getattr(lib, f"max_pool_{_DTYPES[x.dtype]}")
     fn(x.data_ptr(), y.data_ptr(), winners.data_ptr(), *_shape(x.shape, y.shape, params))
     return y, winners
