@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import pickle
 import socket
@@ -16,16 +17,20 @@ from torch import nn
 
 from inceptionism.errors import WeightsError
 from inceptionism.models import get_model_spec, load_model
+from inceptionism.models.keras_h5 import KERAS_WEIGHTS_FILE, KERAS_WEIGHTS_URL
 from inceptionism.models.spec import ModelSpec, Preprocessing, WeightsSpec
 from inceptionism.models.weights import (
     OFFLINE_ENV,
     ResolvedWeights,
+    find_weights_file,
     hub_cache_path,
     load_into,
     load_state_file,
     missing_weights_message,
     resolve_weights,
+    source_file,
     weights_available,
+    weights_identity,
 )
 
 TINY_FILE = "tiny-0123abcd.pth"
@@ -382,3 +387,53 @@ def test_versioned_modules_load_from_official_and_plain_files(torch_home: Path, 
     model = load_model("tv:mnasnet0_5", device="cpu")
     first = next(k for k in state if k.endswith("weight"))
     assert torch.equal(model.module.state_dict()[first], state[first])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# What a picture records about its weights: the file's name and SHA-256, never its folder
+
+
+def test_bare_file_name_is_found_here_or_in_the_hub_cache(
+    tmp_path: Path, torch_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    cached = hub_cache_path("mine.pth")
+    cached.parent.mkdir(parents=True)
+    torch.save(_tiny_state(3.0), cached)
+    assert find_weights_file("mine.pth") == cached  # not here: the hub cache
+    torch.save(_tiny_state(1.0), tmp_path / "mine.pth")
+    assert find_weights_file("mine.pth") == Path("mine.pth")  # here first
+    assert _first_weight(resolve_weights(_tiny_spec(), "mine.pth")) == 1.0
+    with pytest.raises(WeightsError) as info:
+        find_weights_file("other.pth")
+    message = str(info.value)
+    assert "other.pth" in message and str(cached.parent) in message and "--weights" in message
+    with pytest.raises(WeightsError, match="does not exist"):
+        find_weights_file(tmp_path / "sub" / "mine.pth")  # a path with a folder is taken as it is
+
+
+def test_weights_identity_names_the_file_and_its_sha256(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "folder" / "w.pth"
+    path.parent.mkdir(parents=True)
+    torch.save(_tiny_state(1.0), path)
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    expected = {"weights_file": "w.pth", "weights_sha256": sha}
+    assert weights_identity(str(path)) == expected
+    assert weights_identity(f"package file {path}") == expected
+    assert source_file(f"package file {path}") == path
+    assert weights_identity("none found (structure only)") == {"weights_source": "none found (structure only)"}
+    spec = _tiny_spec(packaged=path)
+    assert weights_identity(resolve_weights(spec).source) == expected
+
+
+def test_seed_model_offline_message_points_to_the_keras_file(torch_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(OFFLINE_ENV, "1")
+    spec = get_model_spec("inception_v3")
+    with pytest.raises(WeightsError) as info:
+        load_model("inception_v3")
+    message = str(info.value)
+    assert "\n" not in message and message == missing_weights_message(spec)
+    assert spec.weights.url and spec.weights.url in message  # the .pth route
+    assert f"--weights {KERAS_WEIGHTS_FILE}" in message and KERAS_WEIGHTS_URL in message  # the .h5 route
+    assert "inceptionism[keras]" in message
+    assert KERAS_WEIGHTS_FILE not in missing_weights_message(get_model_spec("resnet50"))

@@ -35,10 +35,25 @@ if TYPE_CHECKING:
 __all__ = [
     "KERAS_CONV_ORDER",
     "KERAS_MIXED_ALIASES",
+    "KERAS_WEIGHTS_FILE",
+    "KERAS_WEIGHTS_URL",
     "keras_compatible",
     "load_keras_inception_v3_h5",
     "save_keras_inception_v3_h5",
 ]
+
+#: The file Keras itself downloads for ``InceptionV3(include_top=False, weights="imagenet")``, and where from.
+KERAS_WEIGHTS_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"
+KERAS_WEIGHTS_URL = f"https://storage.googleapis.com/tensorflow/keras-applications/inception_v3/{KERAS_WEIGHTS_FILE}"
+
+
+def keras_weights_hint() -> str:
+    """The Keras route to InceptionV3 weights, for the message shown when no weights are found."""
+    return (
+        f"use Keras' weights: download {KERAS_WEIGHTS_URL} (Keras also keeps it in ~/.keras/models/) and pass "
+        f"--weights {KERAS_WEIGHTS_FILE} (reading .h5 needs h5py: pip install 'inceptionism[keras]')"
+    )
+
 
 #: Keras InceptionV3 layer names of the concatenated blocks and the torchvision modules that compute them.
 KERAS_MIXED_ALIASES: dict[str, str] = {

@@ -21,6 +21,7 @@ from inceptionism.models.spec import ModelSpec, StateDict, WeightsSpec
 
 OFFLINE_ENV = "INCEPTIONISM_OFFLINE"
 _HASH_IN_NAME = re.compile(r"-([a-f0-9]{6,})\.")
+_PACKAGED = "package file "  # how a packaged file's source reads: "package file /path/to/file.pth"
 
 
 @dataclass(frozen=True)
@@ -93,10 +94,8 @@ def resolve_weights(spec: ModelSpec, weights_file: str | Path | None = None, dow
     """Find the weights for ``spec``: ``weights_file``, then packaged, then hub cache, then a download."""
     w = spec.weights
     if weights_file is not None:
-        path = Path(weights_file).expanduser()
+        path = find_weights_file(weights_file)
         loader = spec.file_loaders.get(path.suffix.lower())
-        if not path.is_file():
-            raise WeightsError(f"weights file {path} does not exist")
         if loader is not None:
             state, w = loader(path)
             return ResolvedWeights(state, w, str(path))
@@ -104,7 +103,7 @@ def resolve_weights(spec: ModelSpec, weights_file: str | Path | None = None, dow
     if w.packaged is not None:
         packaged = w.packaged()
         if packaged is not None and packaged.is_file():
-            return ResolvedWeights(load_state_file(packaged), w, f"package file {packaged}")
+            return ResolvedWeights(load_state_file(packaged), w, f"{_PACKAGED}{packaged}")
     cached = hub_cache_path(w.filename)
     if cached.is_file():
         return ResolvedWeights(load_state_file(cached), w, str(cached))
@@ -112,6 +111,43 @@ def resolve_weights(spec: ModelSpec, weights_file: str | Path | None = None, dow
         _download(w.url, cached, spec.name)
         return ResolvedWeights(load_state_file(cached), w, str(cached))
     raise WeightsError(missing_weights_message(spec))
+
+
+def find_weights_file(weights_file: str | Path) -> Path:
+    """The file ``--weights`` names: the path as given (``~`` expanded); a bare file name not found in the
+    current folder is also looked for in the torch hub cache (``$TORCH_HOME/hub/checkpoints``), so a picture's
+    settings, which record only the weights' file name, find a file kept there."""
+    path = Path(weights_file).expanduser()
+    if path.is_file():
+        return path
+    if path.name == str(weights_file):
+        cached = hub_cache_path(path.name)
+        if cached.is_file():
+            return cached
+        raise WeightsError(
+            f"weights file {path} does not exist here nor in {cached.parent}; pass --weights with the file's path"
+        )
+    raise WeightsError(f"weights file {path} does not exist")
+
+
+def source_file(source: str) -> Path | None:
+    """The weights file behind a :class:`ResolvedWeights` (or ``DreamModel``) ``source``, or None if the
+    source is not a file (e.g. weights handed over in memory)."""
+    path = Path(source.removeprefix(_PACKAGED))
+    return path if path.is_file() else None
+
+
+def weights_identity(source: str) -> dict[str, str]:
+    """What a picture records about its weights: ``{"weights_file": name, "weights_sha256": hex}`` for a file
+    (never its folder: a shared picture must not reveal the user's folders), else ``{"weights_source": source}``.
+    The SHA-256 is computed once per file version."""
+    from inceptionism.io.digest import file_identity
+
+    path = source_file(source)
+    if path is None:
+        return {"weights_source": source}
+    identity = file_identity(path)
+    return {"weights_file": identity["file"], "weights_sha256": identity["sha256"]}
 
 
 def weights_available(spec: ModelSpec) -> str | None:
@@ -129,8 +165,16 @@ def missing_weights_message(spec: ModelSpec) -> str:
     w = spec.weights
     where = hub_cache_path(w.filename)
     if w.url:
-        return f"no weights for {spec.name} offline: download {w.url} and save it as {where} (or pass --weights FILE)"
-    return f"no weights for {spec.name}: install its weights package or pass --weights FILE"
+        message = (
+            f"no weights for {spec.name} offline: download {w.url} and save it as {where} (or pass --weights FILE)"
+        )
+    else:
+        message = f"no weights for {spec.name}: install its weights package or pass --weights FILE"
+    if ".h5" in spec.file_loaders:
+        from inceptionism.models.keras_h5 import keras_weights_hint
+
+        message += f"; or {keras_weights_hint()}"
+    return message
 
 
 def _download(url: str, dest: Path, model_name: str) -> None:
