@@ -1,8 +1,13 @@
+import inspect
 import json
+import re
+import warnings
 
 import pytest
 
-from inceptionism.config import PRESETS, DreamConfig, parse_layers, preset
+from inceptionism import objectives
+from inceptionism.cli import build_parser, config_from_args, main
+from inceptionism.config import STEP_SIZE_MAX, STEP_SIZE_WARN, ConfigWarning, DreamConfig, parse_layers
 from inceptionism.errors import ConfigError
 
 
@@ -21,6 +26,7 @@ def test_defaults_validate_and_round_trip_through_json():
         ({"step_size": 0.0}, "--step-size must be greater than 0"),
         ({"step_size": -0.1}, "--step-size"),
         ({"step_size": float("nan")}, "finite"),
+        ({"step_size": 5.0}, "--step-size must be at most 0.2, got 5 (usually 0.002 (subtle) to 0.04 (strong))"),
         ({"octave_scale": 1.0}, "--octave-scale must be greater than 1"),
         ({"tile_size": 8}, "--tile-size"),
         ({"jitter": -3}, "--jitter"),
@@ -32,7 +38,7 @@ def test_defaults_validate_and_round_trip_through_json():
     ],
 )
 def test_invalid_values_get_a_clear_message(change, words):
-    with pytest.raises(ConfigError, match=words.replace("(", r"\(")):
+    with pytest.raises(ConfigError, match=re.escape(words)):
         DreamConfig(**change).validate()
 
 
@@ -46,10 +52,36 @@ def test_parse_layers_accepts_spaces_commas_and_weights():
     assert parse_layers([]) == []
 
 
-def test_presets():
-    assert set(PRESETS) >= {"default", "seed", "classic"}
-    seed = preset("seed")
-    assert seed.model == "inception_v3" and seed.layers == ("mixed3", "mixed5")
-    assert seed.loss == "mean" and seed.grad_norm == "std"
-    with pytest.raises(ConfigError, match="unknown preset"):
-        preset("nope")
+def test_a_large_step_size_warns_with_the_sensible_range():
+    with pytest.warns(ConfigWarning, match=r"--step-size 0.1 is large: .* rainbow noise \(usually 0.002 .* to 0.04"):
+        DreamConfig(step_size=0.1).validate()
+    with pytest.warns(ConfigWarning):
+        DreamConfig(step_size=STEP_SIZE_MAX).validate()  # the largest allowed
+
+
+@pytest.mark.parametrize("step_size", [0.002, 0.005, 0.012, STEP_SIZE_WARN])
+def test_sensible_step_sizes_are_quiet(step_size):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        DreamConfig(step_size=step_size).validate()
+
+
+def test_cli_refuses_a_step_size_that_makes_static_in_one_line(tmp_path, capsys):
+    out = tmp_path / "out.png"
+    code = main(["dream", str(tmp_path / "in.png"), "-o", str(out), "--step-size", "5", "--quiet"])
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == "" and not out.exists()
+    assert captured.err.count("\n") == 1 and "--step-size must be at most 0.2" in captured.err
+
+
+def test_cli_warns_about_a_large_step_size_as_the_api_does():
+    args = build_parser().parse_args(["dream", "in.png", "--step-size", "0.1"])
+    with pytest.warns(ConfigWarning, match="--step-size 0.1 is large"):
+        assert config_from_args(args).step_size == 0.1
+
+
+def test_one_default_loss_for_the_api_the_cli_and_the_objectives():
+    cli_default = config_from_args(build_parser().parse_args(["dream", "in.png"])).loss
+    assert DreamConfig().loss == cli_default == objectives.DEFAULT_LOSS
+    for fn in (objectives.layer, objectives.channel, objectives.layers):
+        assert inspect.signature(fn).parameters["loss"].default == objectives.DEFAULT_LOSS, fn.__name__
