@@ -1,12 +1,13 @@
-"""Shared fixtures: no test touches the network, and weight caches live in temporary folders.
+"""Shared fixtures: no test touches the network or the user's home; weight caches live in temporary folders.
 
-Sections: network guard (autouse) · native kernels' cache (autouse) · torch hub cache · random weights under
-official file names.
+Sections: network guard (autouse) · isolated home, caches and offline switches (autouse) · torch hub cache ·
+random weights under official file names.
 """
 
 from __future__ import annotations
 
 import os
+import site
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,9 +17,10 @@ import pytest
 import torch
 from torch import nn
 
-from inceptionism.models import get_model_spec, native
+from inceptionism.models import get_model_spec
+from inceptionism.models.cpu import native
 from inceptionism.models.spec import ModelSpec, StateDict
-from inceptionism.models.weights import hub_cache_path
+from inceptionism.models.weights import OFFLINE_ENV, hub_cache_path
 
 # ---------------------------------------------------------------------------------------------------------------
 # Network guard: sockets are refused for the whole session; a test may inspect its attempts.
@@ -68,21 +70,71 @@ def network_attempts(_network_guard: list[str]) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Native kernels are built into a temporary folder for the session (subprocesses too), never the user's cache.
+# Isolation (autouse): the home folder and every cache are temporary for the whole session, and the run is offline.
+# Subprocesses inherit ``os.environ``, so a CLI run in a child process is isolated too. At the end, the real
+# home's caches must be as they were.
+
+REAL_HOME = Path.home()  # read at import, before the session's fixture points HOME elsewhere
+WATCHED_CACHES = (".cache/torch", ".cache/inceptionism", ".cache/huggingface", ".torch")
+
+
+def isolated_environment(root: Path) -> dict[str, str]:
+    """Environment variables that keep caches, downloads and the home folder under ``root``."""
+    home = root / "home"
+    cache = home / ".cache"
+    env = {
+        "HOME": str(home),
+        "XDG_CACHE_HOME": str(cache),
+        "TORCH_HOME": str(cache / "torch"),
+        "HF_HOME": str(cache / "huggingface"),
+        "INCEPTIONISM_CACHE": str(root / "native"),
+        "SE_CACHE_PATH": str(cache / "selenium"),  # selenium-manager's driver cache
+        OFFLINE_ENV: "1",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "PYTHONUSERBASE": site.getuserbase(),  # packages installed with --user stay importable
+    }
+    browsers = Path(os.environ.get("XDG_CACHE_HOME") or REAL_HOME / ".cache") / "ms-playwright"
+    if "PLAYWRIGHT_BROWSERS_PATH" not in os.environ and browsers.is_dir():
+        env["PLAYWRIGHT_BROWSERS_PATH"] = str(browsers)  # installed browsers are read, never written
+    return env
+
+
+def cache_listing(home: Path) -> dict[str, tuple[int, int]]:
+    """(size, mtime in ns) of every file and folder under ``home``'s watched caches, by path relative to it."""
+    listing = {}
+    for name in WATCHED_CACHES:
+        top = home / name
+        for path in [top, *top.rglob("*")] if top.is_dir() else [top] if top.exists() else []:
+            st = path.lstat()
+            listing[str(path.relative_to(home))] = (st.st_size, st.st_mtime_ns)
+    return listing
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _native_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    folder = tmp_path_factory.mktemp("native")
-    before = os.environ.get("INCEPTIONISM_CACHE")
-    os.environ["INCEPTIONISM_CACHE"] = str(folder)
+def _isolated_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    before = cache_listing(REAL_HOME)
+    env = isolated_environment(tmp_path_factory.mktemp("isolated"))
+    Path(env["HOME"]).mkdir()
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        mp.setattr(torch.hub, "_hub_dir", None)  # a torch.hub.set_dir() would override TORCH_HOME
+        native.reset()
+        yield env
     native.reset()
-    yield folder
-    if before is None:
-        del os.environ["INCEPTIONISM_CACHE"]
-    else:
-        os.environ["INCEPTIONISM_CACHE"] = before
-    native.reset()
+    after = cache_listing(REAL_HOME)
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    if changed:
+        pytest.fail(f"the tests wrote into the real home {REAL_HOME}: {', '.join(changed[:10])}", pytrace=False)
+
+
+@pytest.fixture
+def isolated_env(_isolated_home: dict[str, str]) -> dict[str, str]:
+    """The session's isolated environment variables (HOME, caches, offline switches)."""
+    return dict(_isolated_home)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -31,14 +31,24 @@ def test_tiles_cover_everything_with_equal_aligned_sizes(length, tile, overlap, 
         assert b - a <= size - min(overlap, size - 1)  # neighbours overlap at least `overlap`
 
 
-def test_blend_windows_partition_unity_and_are_one_at_image_borders():
-    grid = tile_grid(90, 130, 48, 12)
-    total = torch.zeros(90, 130)
-    for t in grid:
-        w = blend_window(t, 90, 130, 12, torch.device("cpu"))
-        assert w.shape == (t.h, t.w) and (w > 0).all()
+def test_blend_windows_fade_each_tile_out_smoothly_and_are_one_at_image_borders():
+    height, width, overlap = 90, 130, 12
+    grid = tile_grid(height, width, 48, overlap)
+    windows = [blend_window(t, height, width, overlap, torch.device("cpu")) for t in grid]
+    total = torch.zeros(height, width)
+    for t, w in zip(grid, windows):
+        assert w.shape == (t.h, t.w) and (w > 0).all() and (w <= 1).all()
         total[t.y : t.y + t.h, t.x : t.x + t.w] += w
     assert (total > 0).all()
+    for t, w in zip(grid, windows):
+        # The tile's share of each pixel's blended gradient: it ramps down to almost nothing at every edge inside
+        # the image (where the convolutions' border effects are), without a step anywhere.
+        share = w / total[t.y : t.y + t.h, t.x : t.x + t.w]
+        inner_edges = [share[0] if t.y > 0 else None, share[-1] if t.y + t.h < height else None,
+                       share[:, 0] if t.x > 0 else None, share[:, -1] if t.x + t.w < width else None]  # fmt: skip
+        assert all(float(e.max()) <= 1 / overlap for e in inner_edges if e is not None)
+        assert float(share.diff(dim=0).abs().max()) <= 1 / overlap + 1e-6
+        assert float(share.diff(dim=1).abs().max()) <= 1 / overlap + 1e-6
     single = blend_window(Tile(0, 0, 90, 130), 90, 130, 12, torch.device("cpu"))
     assert torch.equal(single, torch.ones(90, 130))
 
