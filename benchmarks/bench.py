@@ -8,11 +8,11 @@
 peak  fp32 and bf16 matmul GFLOP/s (4096², best of 5): the machine's measured ceiling.
 W0    the seed's work: inception_v3 to Mixed_6c, loss on Mixed_6a + Mixed_6c, a 225×375 image, one ascent step
       (forward + input gradient). A naive eager loop (written here) against our engine in fp32 and bf16; the
-      engine's fast graph with autograd's gradient instead of its own program (models/backprop.py) shows that.
+      engine's fast graph with autograd's gradient instead of its own program (models/cpu/) shows that.
       GFLOP/s from torch's flop counter; "useful" counts only the network's own work (forward to the deepest
       layer and the input gradient, on the plain graph), so neither a loop that does more work than needed nor
       a rewrite that multiplies some zeros (the stem's sub-pixel kernel) looks faster. The engine's
-      rows keep freed memory for reuse while they run, as every Dreamer.run does (allocator.py).
+      rows keep freed memory for reuse while they run, as every Dreamer.run does (models/cpu/allocator.py).
 W1    the default model and settings on a ~1 MP photo: whole run, wall time, peak RSS; fp32 vs bf16 PSNR.
 W2    seconds per step per megapixel at 1, 4, 16, 33 MP (one full-size step, auto tiles) and peak RSS; 33 MP is
       the 8K frame (7680×4320). Each size runs in its own process so peak RSS is its own.
@@ -74,7 +74,7 @@ def median_time(fn, reps: int = 7, warmup: int = 2) -> float:
 
 @register_flop_formula(torch.ops.mkldnn._convolution_pointwise)
 def _fused_conv_flops(x_shape, w_shape, *args, out_shape=None, **kwargs) -> int:
-    """oneDNN's fused convolution (the engine's CPU forward, models/backprop.py) counts as the convolution."""
+    """oneDNN's fused convolution (the engine's CPU forward, models/cpu/conv.py) counts as the convolution."""
     return conv_flop_count(x_shape, w_shape, out_shape, transposed=False)
 
 
@@ -179,7 +179,7 @@ def part_w0(peak: dict[str, float], compile_too: bool) -> None:
     # this shared machine then cannot favour one variant over another. The fp32 matmul peak is measured again in
     # each round and keeps its best too, so the % of peak compares the same moments of the machine.
     def timed(name: str, fn) -> float:
-        from inceptionism.allocator import reuse_freed_memory
+        from inceptionism.models.cpu import reuse_freed_memory
 
         ours = name.startswith("engine") and bench_device().type == "cpu"
         with reuse_freed_memory(ours):  # the engine's steps run under its allocator policy, as in Dreamer.run
@@ -222,7 +222,7 @@ PAIRS = 60
 def alternating_ratios(first, second, pairs: int) -> list[float]:
     """Sorted ratios time(first) / time(second) of ``pairs`` back-to-back single calls (the engine's memory
     policy on CPUs, as in Dreamer.run)."""
-    from inceptionism.allocator import reuse_freed_memory
+    from inceptionism.models.cpu import reuse_freed_memory
 
     ratios = []
     with reuse_freed_memory(bench_device().type == "cpu"):
@@ -271,10 +271,10 @@ def child_w1(precision: str) -> None:
 
 
 def child_w2(megapixels: float, steps: int) -> None:
-    from inceptionism.allocator import reuse_freed_memory
     from inceptionism.config import DreamConfig
     from inceptionism.engine import Dreamer, build_objective
     from inceptionism.models import load_model
+    from inceptionism.models.cpu import reuse_freed_memory
 
     h = round((megapixels * 1e6 * 9 / 16) ** 0.5)
     w = round(h * 16 / 9)
@@ -284,11 +284,12 @@ def child_w2(megapixels: float, steps: int) -> None:
     cfg = DreamConfig().validate()
     model = load_model(cfg.model)
     d = Dreamer(model, build_objective(cfg, model), cfg, bench_device())
-    tile = d.tile_size(h, w)
+    plan = d.plan(h, w)
+    tile = plan.tile_size(h, w)
     g = torch.Generator().manual_seed(0)
     with reuse_freed_memory(bench_device().type == "cpu"):  # as Dreamer.run does
-        d.step(image, g, tile)  # warm-up
-        s = median_time(lambda: d.step(image, g, tile), reps=steps, warmup=0)
+        d.step(image, g, tile, batch=plan.batch)  # warm-up
+        s = median_time(lambda: d.step(image, g, tile, batch=plan.batch), reps=steps, warmup=0)
     print(json.dumps({"h": h, "w": w, "tile": tile, "s_per_step": s, "rss": peak_rss_mb()}))
 
 

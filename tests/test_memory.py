@@ -6,9 +6,20 @@ import sys
 import pytest
 import torch
 
+from inceptionism.config import DreamConfig
+from inceptionism.engine import Dreamer, build_objective
 from inceptionism.errors import ConfigError
-from inceptionism.memory import MAX_TILE, MIN_TILE, is_out_of_memory, measure_bytes_per_pixel, parse_bytes, plan_tile
+from inceptionism.memory import (
+    MAX_TILE,
+    MIN_TILE,
+    RunPlan,
+    is_out_of_memory,
+    measure_bytes_per_pixel,
+    parse_bytes,
+    plan_tile,
+)
 from inceptionism.models import load_model
+from inceptionism.models.cpu import PACKED_SHAPES
 from inceptionism.objectives import layer
 
 
@@ -130,3 +141,55 @@ def test_an_image_that_fits_one_tile_is_not_tiled():
     plan = plan_tile(750, 1333, 1000.0, cpu, max_memory=None)  # 1.0 MP ≤ 1024²: one tile, though wider
     assert plan.tile_size == 1333
     assert plan_tile(750, 1333, 1000.0, cpu, max_memory=300 * 2**20).tile_size < 750
+
+
+def _plan(**kw) -> RunPlan:
+    figures = {"device": torch.device("cpu"), "tile_size_fixed": None, "max_memory": None, "free": 2**34}
+    figures.update(input_pixels=0, bytes_per_pixel=lambda: 1000.0)
+    return RunPlan(**{**figures, **kw})
+
+
+def test_a_run_plan_caps_the_tile_after_out_of_memory_and_measures_once():
+    measured: list[int] = []
+    plan = _plan(bytes_per_pixel=lambda: measured.append(1) or 1000.0)
+    assert plan.tile_size(2000, 3000) == MAX_TILE and plan.batch == 1
+    assert plan.shrink(MAX_TILE, 3000) == 512 and plan.tile_cap == 512
+    assert plan.tile_size(2000, 3000) == 512  # no larger tiles for the rest of the run
+    assert plan.shrink(96, 3000) == MIN_TILE and plan.shrink(MIN_TILE, 3000) is None
+    assert measured == [1]
+    fixed = _plan(tile_size_fixed=300)
+    assert fixed.tile_size(2000, 3000) == 300 and fixed.tile_plan(2000, 3000) is None
+    assert fixed.shrink(300, 3000) == 128 and fixed.tile_size(2000, 3000) == 128
+
+
+def test_a_run_plan_keeps_fewer_packed_shapes_where_memory_is_short_and_reserves_them():
+    roomy = _plan(packed_bytes_per_shape=2**20)
+    roomy.tile_size(2000, 3000)
+    assert roomy.packed_shapes == PACKED_SHAPES
+    short = _plan(packed_bytes_per_shape=2**28, max_memory=2**30)
+    bare = _plan(max_memory=2**30)
+    assert short.tile_size(2000, 3000) < bare.tile_size(2000, 3000)  # the packs' bytes are reserved
+    assert short.packed_shapes == 1
+
+
+def test_a_run_leaves_the_cached_model_and_the_dreamer_as_they_were(monkeypatch):
+    """A run's tight plan keeps one packed shape per convolution while it lasts; the shared extractor keeps no
+    trace of it, and the Dreamer holds no run state."""
+    import inceptionism.memory as memory
+
+    model = load_model()
+    cfg = DreamConfig(layers=("block5",), octaves=2, steps=2, precision="fp32").validate()
+    dreamer = Dreamer(model, build_objective(cfg, model), cfg, torch.device("cpu"))
+    backend = dreamer.extractor.backend
+    assert backend is not None
+    convs = [c for c in backend.program.convs if c.fixed is not None]
+    monkeypatch.setattr(memory, "PACK_SHARE", 1e-9)  # memory for one shape only
+    kept: list[int] = []
+    fields = set(vars(dreamer))
+    dreamer.run(torch.rand(1, 3, 64, 96), callback=lambda p: kept.append(max(len(c.forward_weights) for c in convs)))
+    assert set(kept) == {1}
+    assert set(vars(dreamer)) == fields
+    for side in (40, 48, 56, 64, 72):  # outside the run: the default number of shapes again
+        x = torch.rand(1, 3, side, side, requires_grad=True)
+        dreamer.extractor(x)["block5"].mean().backward()
+    assert max(len(c.forward_weights) for c in convs) == PACKED_SHAPES

@@ -1,10 +1,10 @@
 """Memory-aware planning: choose the tile size from the memory available and the model's measured cost.
 
 The cost is measured, not guessed: one step on a small probe tile records the bytes autograd saves for the
-backward pass (``saved_tensors_hooks``), or the most a ``Backprop`` program holds at once, giving bytes per
+backward pass (``saved_tensors_hooks``), or the most the CPU backend's program holds at once, giving bytes per
 input pixel for this model, these layers and this precision. The tile is the largest square whose cost fits
 the budget (a share of the free memory, or ``--max-memory``). If a step still runs out of memory, the engine
-halves the tile and retries.
+halves the tile and retries. A run's figures live in its own :class:`RunPlan`.
 """
 
 from __future__ import annotations
@@ -12,13 +12,16 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from inceptionism.errors import ConfigError
-from inceptionism.models.backprop import observe_memory
+from inceptionism.models.cpu import PACKED_SHAPES, held_memory
+from inceptionism.models.cpu import is_out_of_memory as is_out_of_memory
+from inceptionism.objectives import Context
 
 _UNITS = {"": 1, "B": 1, "K": 1e3, "KB": 1e3, "M": 1e6, "MB": 1e6, "G": 1e9, "GB": 1e9, "T": 1e12, "TB": 1e12}
 _UNITS.update({"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40})
@@ -26,19 +29,16 @@ _UNITS.update({"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40})
 MIN_TILE = 64
 MAX_TILE = 1024  # larger tiles gain nothing in speed on CPU or GPU, and cost memory
 PROBE = 128
-# Safety factor on the bytes autograd saves (gradients, the tile batch, allocator slack). Measured for lite0
-# block10 on a CPU: a 1024² step grew the process by 0.95× its saved bytes; 2× leaves room for other networks.
+# Safety factor on the bytes autograd saves (gradients, the tile batch, allocator slack); room for networks
+# other than the one it was measured on (docs/performance.md, "Notes moved from the code").
 OVERHEAD = 2.0
-# A Backprop program saves less than autograd, so the process grows by more per byte it holds (allocator slack
-# across tile shapes, oneDNN's scratch memory). Measured with lite0, 1024² in 2 octaves under a 256 MB cap: at
-# 512² tiles a run grew by 151–161 MB with the program and 182–191 MB with autograd; planned from the program's
-# bare peak (576² tiles), by 208–280 MB, past the cap. Its peak counts double, so that OVERHEAD holds for both.
+# The CPU backend's program saves less than autograd, so the process grows by more per byte it holds (allocator
+# slack across tile shapes, oneDNN's scratch memory): its peak counts double, so that OVERHEAD holds for both.
 PROGRAM_SLACK = 2.0
 MAX_BATCH = 8
 FREE_SHARE = 0.5  # share of free memory a run takes by default
 # Image-sized buffers a run holds at once, per pixel of the octave: the dream, its gradient, the tiles' blend
 # weights (one channel), the next dream, and the allocator's slack between them (fp32 RGB: 12 bytes an image).
-# Measured: a 3-octave run at 3000² with small tiles grew by 4.2 images (engine.py keeps no others).
 IMAGE_BYTES_PER_PIXEL = 5 * 12
 INPUT_BYTES_PER_PIXEL = 12  # and the input, per pixel of the full size: the fp32 copy a dream reads from
 PACK_SHARE = 0.25  # share of the budget the reordered weights may take before fewer shapes are kept
@@ -112,24 +112,20 @@ class TilePlan:
 
 def measure_bytes_per_pixel(extractor: nn.Module, score: object, device: torch.device, precision_ctx: object) -> float:
     """Bytes per input pixel that one step of ``extractor`` holds (probe tile of 128²): the tensors autograd
-    saves for the backward pass, or the most a :class:`~inceptionism.models.backprop.Backprop` program holds at
-    once (it saves less, so its working tensors count too)."""
-    saved, program = 0, 0
+    saves for the backward pass, or the most the CPU backend's program holds at once (it saves less, so its
+    working tensors count too)."""
+    saved = 0
 
     def pack(t: torch.Tensor) -> torch.Tensor:
         nonlocal saved
         saved += t.numel() * t.element_size()
         return t
 
-    def held(nbytes: int) -> None:
-        nonlocal program
-        program = max(program, nbytes)
-
     x = torch.rand(1, 3, PROBE, PROBE, device=device, requires_grad=True)
     hooks = torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t)  # type: ignore[attr-defined]
-    with hooks, observe_memory(held), precision_ctx:  # type: ignore[attr-defined]
-        score(extractor(x)).sum().backward()  # type: ignore[operator]
-    return max(saved + PROGRAM_SLACK * program, 1) / PROBE**2
+    with hooks, held_memory() as program, precision_ctx:  # type: ignore[attr-defined]
+        score(Context(extractor(x), x, x.detach())).sum().backward()  # type: ignore[operator]
+    return max(saved + PROGRAM_SLACK * program.peak, 1) / PROBE**2
 
 
 def memory_budget(device: torch.device, max_memory: int | None, free: int | None = None) -> int:
@@ -176,9 +172,56 @@ def plan_tile(
     return TilePlan(side, budget, bytes_per_pixel, batch, reserved)
 
 
-def is_out_of_memory(e: BaseException) -> bool:
-    """True for CUDA/MPS/CPU allocation failures."""
-    if isinstance(e, torch.OutOfMemoryError):
-        return True
-    text = str(e)
-    return isinstance(e, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+@dataclass
+class RunPlan:
+    """One run's memory plan: the figures it starts from and what the run has learnt since (a step that ran out
+    of memory caps the tile). Made per run and changed only by it; the model and its extractors are not.
+
+    ``tile_size``: the config's fixed tile, or None to plan it from ``bytes_per_pixel`` (called once, on first
+    need). ``packed_bytes_per_shape``: the CPU backend's reordered weights per input shape (None: no backend).
+    """
+
+    device: torch.device
+    tile_size_fixed: int | None
+    max_memory: int | None
+    free: int  # bytes free when the run started: memory the run keeps for reuse later is its own anyway
+    input_pixels: int  # the run's input, an fp32 copy held to the end
+    bytes_per_pixel: Callable[[], float]
+    packed_bytes_per_shape: int | None = None
+    batch: int = 1  # tiles per forward pass
+    tile_cap: int | None = None  # set when a step ran out of memory: no larger tiles afterwards
+    packed_shapes: int = PACKED_SHAPES  # input shapes whose reordered weights each convolution keeps
+    _cost: float | None = None
+
+    def tile_plan(self, height: int, width: int) -> TilePlan | None:
+        """The plan for a ``height × width`` octave; None where the tile size is fixed."""
+        if self.tile_size_fixed is not None:
+            return None
+        if self._cost is None:
+            self._cost = self.bytes_per_pixel()
+        reserved = IMAGE_BYTES_PER_PIXEL * height * width + INPUT_BYTES_PER_PIXEL * self.input_pixels
+        per_shape = self.packed_bytes_per_shape
+        if per_shape is not None:  # reordered weights: one set per input shape, the planned tile's at least
+            budget = memory_budget(self.device, self.max_memory, free=self.free)
+            self.packed_shapes = max(1, min(PACKED_SHAPES, int(PACK_SHARE * budget // max(per_shape, 1))))
+            reserved += self.packed_shapes * per_shape
+        return plan_tile(height, width, self._cost, self.device, self.max_memory, free=self.free, reserved=reserved)
+
+    def tile_size(self, height: int, width: int) -> int:
+        """The tile for a ``height × width`` octave (and :attr:`batch` for it): the fixed one or the largest that
+        fits, never above :attr:`tile_cap`."""
+        plan = self.tile_plan(height, width)
+        size = self.tile_size_fixed if plan is None else plan.tile_size
+        assert size is not None
+        if plan is not None:
+            self.batch = plan.batch if self.tile_cap is None else 1
+        return min(size, self.tile_cap or size)
+
+    def shrink(self, tile: int, side: int) -> int | None:
+        """After a step with ``tile`` (on an image whose longer ``side`` it is capped to) ran out of memory: the
+        tile to retry with, now the cap (one tile per pass); None where it is the smallest already."""
+        if tile <= MIN_TILE:
+            return None
+        self.batch = 1
+        self.tile_cap = max(MIN_TILE, min(tile, side) // 2 // 32 * 32)
+        return self.tile_cap

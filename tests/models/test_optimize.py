@@ -241,7 +241,7 @@ def test_merged_inception_extractor_matches_the_plain_graph():
 
 
 def test_lite_extractors_guard_their_strided_depthwise_convolutions(lite0):
-    from inceptionism.models.depthwise import StridedDepthwise
+    from inceptionism.models.cpu import StridedDepthwise
 
     def guarded(ex):
         return sum(isinstance(m, StridedDepthwise) for m in ex.modules())

@@ -18,8 +18,7 @@ import torch
 from torch import fx, nn
 
 from inceptionism.errors import ConfigError
-from inceptionism.models.backprop import DTYPES as BACKPROP_DTYPES
-from inceptionism.models.backprop import Backprop
+from inceptionism.models.cpu import GradientBackend, compile_backend
 from inceptionism.models.optimize import fast_graph, fold_preprocessing
 from inceptionism.models.spec import ModelSpec, Preprocessing, WeightsSpec
 from inceptionism.models.tracing import inline_modules, trace_features, unshare_in_place
@@ -40,7 +39,7 @@ class _ChannelsLastGrad(torch.autograd.Function):
 
     An objective's gradient (the expanded gradient of a mean, the zeros around a sliced channel) comes back in
     NCHW; added to the network's own channels_last gradients, it would turn every later addition into a slow,
-    strided one (in bf16 on CPUs, 15× slower).
+    strided one (in bf16 on CPUs, many times slower).
     """
 
     @staticmethod
@@ -74,7 +73,7 @@ class FeatureExtractor(nn.Module):
         channels_last: bool = False,
         dtype: torch.dtype | None = None,
         preprocessed: bool = False,
-        backprop: Backprop | None = None,
+        backend: GradientBackend | None = None,
     ) -> None:
         super().__init__()
         self.graph = graph
@@ -83,7 +82,7 @@ class FeatureExtractor(nn.Module):
         self.layers = layers
         self.channels_last = channels_last
         self.dtype = dtype
-        self.backprop = backprop  # the graph compiled for CPU image gradients without autograd, if it can be
+        self.backend = backend  # the graph compiled for CPU image gradients without autograd, if it can be
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         if not self.preprocessed:
@@ -92,8 +91,8 @@ class FeatureExtractor(nn.Module):
             x = x.to(dtype=self.dtype)
         if self.channels_last:  # after the cast: in bf16, cast then copy takes half the time of both in one
             x = x.contiguous(memory_format=torch.channels_last)
-        if self.backprop is not None and self._backprop_wanted(x):
-            return self.backprop(x)  # its reverse takes feature gradients in any layout
+        if self.backend is not None and self.backend.wants(x):
+            return self.backend(x)  # its reverse takes feature gradients in any layout
         try:
             out: dict[str, torch.Tensor] = self.graph(x)
         except AssertionError as e:  # a network that checks its input (ViT takes 224×224 only): no dream at any size
@@ -106,15 +105,10 @@ class FeatureExtractor(nn.Module):
         return out
 
     def with_autograd(self) -> FeatureExtractor:
-        """This extractor (sharing its graph) with gradients always by autograd, never by the program."""
+        """This extractor (sharing its graph) with gradients always by autograd, never by the CPU backend."""
         other = copy.copy(self)
-        other.backprop = None
+        other.backend = None
         return other
-
-    @staticmethod
-    def _backprop_wanted(x: torch.Tensor) -> bool:
-        cpu = x.device.type == "cpu" and x.dtype in BACKPROP_DTYPES
-        return cpu and torch.is_grad_enabled() and x.requires_grad
 
 
 def torchvision_units(module: nn.Module) -> tuple[type[nn.Module], ...]:
@@ -249,9 +243,10 @@ class DreamModel:
                 plain = unshare_in_place(inline_modules(plain, torchvision_units(self.module)))
                 preprocessed = fold_preprocessing(plain, *self.preprocessing.affine())
                 graph = fast_graph(plain, dtype)
+            backend = compile_backend(graph) if fast else None
             self._extractors[key] = FeatureExtractor(
                 graph, self.preprocessing, names, channels_last=fast, dtype=dtype, preprocessed=preprocessed,
-                backprop=Backprop.compile(graph) if fast else None,
+                backend=backend if isinstance(backend, GradientBackend) else None,
             )  # fmt: skip
         return self._extractors[key]
 

@@ -15,7 +15,7 @@
 :func:`fast_graph` runs them in order, on a copy of the extractor's graph (holding only the layers it
 runs): the loaded model's modules are never changed, so every extractor of a model stays independent and
 ``fast=False`` stays the plain network.
-Figures: README "Speed and memory" (``benchmarks/bench.py``).
+Figures: docs/performance.md (``benchmarks/bench.py``).
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ import torch
 from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from inceptionism.models.depthwise import StridedDepthwise, is_strided_depthwise
-from inceptionism.models.stem import StridedStem, is_strided_stem
+from inceptionism.models.box_filter import BoxFilter
+from inceptionism.models.cpu import StridedDepthwise, StridedStem, is_strided_depthwise, is_strided_stem
+from inceptionism.models.graph_match import activation, max_pool_params, pointwise_conv
 
 
 def fold_batchnorm(graph: fx.GraphModule) -> fx.GraphModule:
@@ -112,63 +113,6 @@ def _pair(v: object) -> tuple[int, int] | None:
     return None
 
 
-class BoxFilter(nn.Module):
-    """``avg_pool2d(x, k, stride=1, padding=pad)`` as a depthwise convolution (fast in bf16 on oneDNN).
-
-    The averaging weights (1/k² folded in) are made once per channel count, dtype and device, not every call.
-    ``bias`` (per channel, added after averaging) lets a following 1×1 convolution move in front of the pool
-    (:func:`conv_before_box_filter`).
-    """
-
-    bias: torch.Tensor | None
-
-    def __init__(
-        self, kernel_size: int, padding: int, count_include_pad: bool, bias: torch.Tensor | None = None
-    ) -> None:
-        super().__init__()
-        self.kernel_size, self.padding, self.count_include_pad = kernel_size, padding, count_include_pad
-        self.register_buffer("bias", bias)
-        self._weights: dict[tuple[int, torch.dtype, torch.device], torch.Tensor] = {}
-        self._counts: dict[tuple[int, int, torch.dtype, torch.device], torch.Tensor] = {}
-
-    @property
-    def is_convolution(self) -> bool:
-        """Whether the filter is exactly one depthwise convolution (with :meth:`weight` and ``bias``)."""
-        return self.count_include_pad or self.padding == 0
-
-    def weight(self, channels: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-        """The depthwise averaging kernel (channels, 1, k, k), made once per channel count, dtype and device."""
-        key, k = (channels, dtype, device), self.kernel_size
-        if key not in self._weights:
-            self._weights[key] = torch.full((channels, 1, k, k), 1 / (k * k), dtype=dtype, device=device)
-        return self._weights[key]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pad, channels = self.padding, x.shape[1]
-        weight = self.weight(channels, x.dtype, x.device)
-        if self.is_convolution:
-            return torch.nn.functional.conv2d(x, weight, self.bias, padding=pad, groups=channels)
-        mean = torch.nn.functional.conv2d(x, weight, padding=pad, groups=channels)
-        mean = mean * self._border_correction(x)
-        return mean if self.bias is None else mean + self.bias.view(1, -1, 1, 1)
-
-    def _border_correction(self, x: torch.Tensor) -> torch.Tensor:
-        """k² / (pixels inside the image) per output pixel: the pool excludes the padding from its count."""
-        h, w = x.shape[-2:]
-        key = (h, w, x.dtype, x.device)
-        if key not in self._counts:
-            k, pad = self.kernel_size, self.padding
-            ones = torch.ones(1, 1, h, w, dtype=torch.float32, device=x.device)
-            count = torch.nn.functional.conv2d(ones, torch.ones(1, 1, k, k, device=x.device), padding=pad)
-            self._counts[key] = ((k * k) / count).to(x.dtype)
-        return self._counts[key]
-
-    def extra_repr(self) -> str:
-        bias = ", bias=True" if self.bias is not None else ""
-        pad = f"padding={self.padding}, count_include_pad={self.count_include_pad}"
-        return f"kernel_size={self.kernel_size}, {pad}{bias}"
-
-
 def avg_pool_as_conv(graph: fx.GraphModule) -> fx.GraphModule:
     """Run stride-1 average pools (Inception's branch pools) as depthwise convolutions.
 
@@ -195,26 +139,6 @@ def avg_pool_as_conv(graph: fx.GraphModule) -> fx.GraphModule:
     return graph
 
 
-_MAX_POOLS = (torch.nn.functional.max_pool2d, torch.max_pool2d)
-_MONOTONIC_ACTIVATIONS = (torch.relu, torch.relu_, torch.nn.functional.relu, torch.nn.functional.relu6)
-
-
-def _is_activation(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
-    """A ReLU or ReLU6 node: both are monotonic, so they commute with a max."""
-    if node.op == "call_module":
-        return type(modules.get(str(node.target))) in (nn.ReLU, nn.ReLU6)
-    if node.op == "call_method":
-        return node.target in ("relu", "relu_")
-    return node.op == "call_function" and node.target in _MONOTONIC_ACTIVATIONS
-
-
-def _is_max_pool(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
-    if node.op == "call_module":
-        m = modules.get(str(node.target))
-        return isinstance(m, nn.MaxPool2d) and not m.return_indices
-    return node.op == "call_function" and node.target in _MAX_POOLS and not node.kwargs.get("return_indices")
-
-
 def pool_before_activation(graph: fx.GraphModule) -> fx.GraphModule:
     """Rewrite ``max_pool(relu(x))`` as ``relu(max_pool(x))``: the same values and gradients, exactly.
 
@@ -224,10 +148,11 @@ def pool_before_activation(graph: fx.GraphModule) -> fx.GraphModule:
     modules = dict(graph.named_modules())
     changed = False
     for act in list(graph.graph.nodes):
-        if not _is_activation(act, modules) or len(act.users) != 1 or not act.args:
+        if activation(act, modules) is None or len(act.users) != 1 or not act.args:
             continue
         pool, source = next(iter(act.users)), act.args[0]
-        if not (_is_max_pool(pool, modules) and pool.args and pool.args[0] is act and isinstance(source, fx.Node)):
+        is_pool = max_pool_params(pool, modules) is not None
+        if not (is_pool and pool.args and pool.args[0] is act and isinstance(source, fx.Node)):
             continue
         if len(source.users) != 1:  # an in-place ReLU changed what other users of its input saw
             continue
@@ -240,23 +165,6 @@ def pool_before_activation(graph: fx.GraphModule) -> fx.GraphModule:
         graph.graph.lint()
         graph.recompile()
     return graph
-
-
-def _pointwise_conv(module: nn.Module | None) -> nn.Conv2d | None:
-    """``module`` if it is a plain 1×1 convolution (stride 1, no padding, one group), else None."""
-    if type(module) is not nn.Conv2d:
-        return None
-    plain = module.stride == (1, 1) and module.padding == (0, 0) and module.dilation == (1, 1)
-    return module if module.kernel_size == (1, 1) and plain and module.groups == 1 else None
-
-
-def _activation_kind(node: fx.Node, modules: dict[str, nn.Module]) -> str | None:
-    """``"relu"`` or ``"relu6"`` for an activation node, else None."""
-    if not _is_activation(node, modules):
-        return None
-    if node.op == "call_module":
-        return "relu6" if type(modules.get(str(node.target))) is nn.ReLU6 else "relu"
-    return "relu6" if node.target is torch.nn.functional.relu6 else "relu"
 
 
 def conv_before_box_filter(graph: fx.GraphModule) -> fx.GraphModule:
@@ -273,7 +181,7 @@ def conv_before_box_filter(graph: fx.GraphModule) -> fx.GraphModule:
         if not isinstance(box, BoxFilter) or box.bias is not None or len(pool.users) != 1:
             continue
         conv_node = next(iter(pool.users))
-        conv = _pointwise_conv(modules.get(str(conv_node.target))) if conv_node.op == "call_module" else None
+        conv = pointwise_conv(modules.get(str(conv_node.target))) if conv_node.op == "call_module" else None
         if conv is None or conv_node.args != (pool,) or conv_node.kwargs or not isinstance(pool.args[0], fx.Node):
             continue
         w = conv.weight
@@ -311,11 +219,11 @@ def merge_sibling_convs(graph: fx.GraphModule) -> fx.GraphModule:
         activated: dict[str, list[tuple[fx.Node, nn.Conv2d, fx.Node]]] = {}
         plain: list[tuple[fx.Node, nn.Conv2d]] = []
         for user in sorted(source.users, key=order.__getitem__):
-            conv = _pointwise_conv(modules.get(str(user.target))) if user.op == "call_module" else None
+            conv = pointwise_conv(modules.get(str(user.target))) if user.op == "call_module" else None
             if conv is None or user.args != (source,) or user.kwargs or len(user.users) != 1:
                 continue
             act = next(iter(user.users))
-            kind = _activation_kind(act, modules)
+            kind = activation(act, modules)
             if kind is not None and act.args and act.args[0] is user and len(act.args) == 1:
                 activated.setdefault(kind, []).append((user, conv, act))
             else:
@@ -343,8 +251,8 @@ def merge_sibling_convs(graph: fx.GraphModule) -> fx.GraphModule:
             rest = [graph_.call_function(operator.getitem, (blocks, i + bool(heads))) for i in range(len(plain))]
             items = []
             if heads:
-                activation = torch.nn.functional.relu6 if kind == "relu6" else torch.relu
-                block = graph_.call_function(activation, (graph_.call_function(operator.getitem, (blocks, 0)),))
+                act_fn = torch.nn.functional.relu6 if kind == "relu6" else torch.relu
+                block = graph_.call_function(act_fn, (graph_.call_function(operator.getitem, (blocks, 0)),))
                 parts = graph_.call_function(torch.split, (block, [c.out_channels for _, c, _ in heads]), {"dim": 1})
                 items = [graph_.call_function(operator.getitem, (parts, i)) for i in range(len(heads))]
         for (conv_node, _, act), item in zip(heads, items, strict=True):
@@ -381,12 +289,12 @@ def _wrap_convs(
 
 
 def guard_strided_depthwise(graph: fx.GraphModule) -> fx.GraphModule:
-    """Run every strided depthwise convolution as a :class:`~inceptionism.models.depthwise.StridedDepthwise`."""
+    """Run every strided depthwise convolution as a :class:`~inceptionism.models.cpu.depthwise.StridedDepthwise`."""
     return _wrap_convs(graph, is_strided_depthwise, StridedDepthwise, "strided_depthwise")
 
 
 def guard_strided_stem(graph: fx.GraphModule) -> fx.GraphModule:
-    """Run every strided stem convolution as a :class:`~inceptionism.models.stem.StridedStem`."""
+    """Run every strided stem convolution as a :class:`~inceptionism.models.cpu.stem.StridedStem`."""
     return _wrap_convs(graph, is_strided_stem, StridedStem, "strided_stem")
 
 

@@ -1,14 +1,12 @@
 """Strided stem convolutions (the image's own, a few input channels) with a faster input gradient on CPUs.
 
 The image gradient of a network is the input gradient of its stem: a strided convolution from 3 channels.
-oneDNN computes it 2–5× slower than the forward pass, because it has only 3 output channels to work across.
+oneDNN computes it several times slower than the forward pass, because it has only 3 output channels to work
+across.
 Rewritten as a *sub-pixel* convolution it is one stride-1 convolution of the output gradient with stride² × 3
 output channels, one per phase of the input (every stride-th row and column, from one offset) and colour,
 followed by one copy that puts each phase in its place, in the image's own NCHW layout (same values, allclose).
-
-Measured (same-process A/B, 2 cores, whole steps): GoogLeNet 11–12 % faster at 512² and 1024² in fp32 and
-bf16 (its 7×7 stem's gradient at 1024²: 119 → 69 ms; ResNet has the same stem); InceptionV3's and
-EfficientNet's 3×3 stems 0.3–3 % (W0, and the default model at 408×612 and 816×1224).
+Figures: docs/performance.md.
 
 Weights must be frozen (no weight gradient is computed): the extractors freeze theirs.
 """
@@ -21,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from inceptionism.models.depthwise import is_plain_strided
+from inceptionism.models.cpu.depthwise import is_plain_strided
 
 MAX_CHANNELS = 4  # input channels up to which a convolution counts as a stem (RGB, RGBA)
 

@@ -1,12 +1,11 @@
 """Strided depthwise convolutions in bf16/fp16 whose input gradient takes a faster road on CPUs (allclose).
 
 oneDNN's low-precision input gradient of a strided depthwise convolution (EfficientNet's downsampling layers)
-is 5–40× slower than its forward pass on CPUs. Two roads around it, both measured (``benchmarks/bench.py``):
+is many times slower than its forward pass on CPUs. Two roads around it (figures: docs/performance.md):
 
 - **phases** (large gradients): each of the stride² phases of the input (every stride-th row and column, from
   one offset) gets its gradient from a stride-1 convolution of the output gradient with just the kernel taps
-  that reach it, run in the low precision and written into its place. At 816×1224, EfficientNet-Lite0's first
-  downsampling layer: 70 ms (oneDNN bf16), 50 ms (fp32 route) → 23 ms; a whole bf16 step 145 → 136 ms.
+  that reach it, run in the low precision and written into its place.
 - **fp32 route** (small gradients, less overhead): ``conv_transpose2d`` in fp32, cast back.
 
 In fp32, and at stride 1, oneDNN's own gradient is as fast as any road tried (flipped-kernel forward included).
@@ -22,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 LOW_PRECISION = (torch.bfloat16, torch.float16)
-PHASES_FROM = 2**21  # input-gradient elements from which phases beat the fp32 route (measured, bf16)
+PHASES_FROM = 2**21  # input-gradient elements from which phases beat the fp32 route (bf16)
 
 
 def _phases(

@@ -1,11 +1,15 @@
+import logging
+
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-import inceptionism.models.backprop as bp
 from inceptionism.models import load_model
-from inceptionism.models.backprop import Backprop, held_bytes, observe_memory, relu6_mask, relu_, relu_mask
+from inceptionism.models.cpu import Declined, GradientBackend, compile_backend, held_memory, packed_shapes
+from inceptionism.models.cpu.conv import PACKED_SHAPES, Conv
+from inceptionism.models.cpu.masks import relu6_mask, relu6_mask_, relu_, relu_mask, relu_mask_
+from inceptionism.models.cpu.program import Program, held_bytes
 from inceptionism.models.optimize import fast_graph
 
 CL = torch.channels_last
@@ -66,7 +70,13 @@ def autograd_run(graph: fx.GraphModule, x: torch.Tensor, weights: dict[str, torc
     return {k: v.detach() for k, v in out.items()}, x.grad
 
 
-def program_run(program: Backprop, x: torch.Tensor, weights: dict[str, torch.Tensor]):
+def compiled(graph: fx.GraphModule) -> GradientBackend:
+    backend = compile_backend(graph)
+    assert isinstance(backend, GradientBackend), backend
+    return backend
+
+
+def program_run(program: GradientBackend, x: torch.Tensor, weights: dict[str, torch.Tensor]):
     x = x.clone().requires_grad_(True)
     out = program(x)
     sum((w * out[k].float()).sum() for k, w in weights.items()).backward()
@@ -85,8 +95,7 @@ def test_program_equals_autograd_on_every_rule(dtype):
     """The same kernels as autograd: equal here, and at worst a rounding apart where oneDNN picks another
     algorithm for packed weights, or gradients are summed in another order."""
     graph = blocks_graph(dtype)
-    program = Backprop.compile(graph)
-    assert program is not None
+    program = compiled(graph)
     x = torch.rand(2, 3, 37, 45).to(dtype).contiguous(memory_format=CL)
     with torch.no_grad():
         shapes = {k: v.shape for k, v in graph(x).items()}
@@ -106,8 +115,7 @@ def test_program_equals_autograd_on_every_rule(dtype):
 
 def test_returned_features_are_not_changed_by_later_in_place_activations():
     graph = blocks_graph(torch.float32)
-    program = Backprop.compile(graph)
-    assert program is not None
+    program = compiled(graph)
     x = torch.rand(1, 3, 32, 32).contiguous(memory_format=CL)
     with torch.no_grad():
         c = graph(x)["c"]
@@ -125,8 +133,7 @@ def test_returned_features_are_not_changed_by_later_in_place_activations():
             return {"f": f, "part": F.relu(part)}  # a ReLU in place on ``part`` would change ``f``
 
     graph = fx.symbolic_trace(PartOfAFeature()).requires_grad_(False)
-    program = Backprop.compile(graph)
-    assert program is not None
+    program = compiled(graph)
     with torch.no_grad():
         f = graph(x)["f"]
     assert f.min() < 0
@@ -137,8 +144,7 @@ def test_returned_features_are_not_changed_by_later_in_place_activations():
 
 def test_a_feature_left_out_of_the_score_gets_no_gradient_and_unused_split_parts_get_zeros():
     graph = blocks_graph(torch.float32)
-    program = Backprop.compile(graph)
-    assert program is not None
+    program = compiled(graph)
     x = torch.rand(1, 3, 32, 32).contiguous(memory_format=CL)
     for name in ("cat", "head"):
         ours = program_run(program, x, {name: torch.ones(1)})[1]
@@ -146,7 +152,7 @@ def test_a_feature_left_out_of_the_score_gets_no_gradient_and_unused_split_parts
         assert torch.allclose(ours, theirs, rtol=1e-5, atol=1e-6 * float(theirs.abs().max()))
 
 
-def test_a_node_without_a_rule_keeps_autograd():
+def test_a_node_without_a_rule_keeps_autograd_and_the_log_says_which(caplog):
     class Odd(nn.Module):
         def __init__(self) -> None:
             super().__init__()
@@ -163,8 +169,12 @@ def test_a_node_without_a_rule_keeps_autograd():
         def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
             return {"out": self.conv(x)[:, :2]}
 
-    assert Backprop.compile(fx.symbolic_trace(Odd())) is None
-    assert Backprop.compile(fx.symbolic_trace(Sliced())) is None
+    with caplog.at_level(logging.DEBUG, logger="inceptionism.models.cpu.backend"):
+        odd = compile_backend(fx.symbolic_trace(Odd()))
+        sliced = compile_backend(fx.symbolic_trace(Sliced()))
+    assert odd == Declined("no rule for call_function sigmoid")
+    assert isinstance(sliced, Declined) and sliced.reason.startswith("no rule for call_function getitem: an index")
+    assert "fast CPU path declined: no rule for call_function sigmoid" in caplog.text  # which op, in the log
 
 
 def test_bf16_relu_and_its_mask_on_int16_bits_equal_torch():
@@ -183,7 +193,7 @@ def test_masks_written_into_the_gradient_equal_the_new_ones(dtype):
     torch.manual_seed(0)
     out = (torch.randn(2, 8, 5, 6) * 4).clamp(0, 6).to(dtype).contiguous(memory_format=CL)
     out[0, 0] = 6.0  # the ReLU6 mask's closed end
-    for mask, in_place in [(relu_mask, bp.relu_mask_), (relu6_mask, bp.relu6_mask_)]:
+    for mask, in_place in [(relu_mask, relu_mask_), (relu6_mask, relu6_mask_)]:
         grad = torch.randn(out.shape).to(dtype).contiguous(memory_format=CL)
         expected = mask(grad, out)
         written = in_place(grad, out)
@@ -194,30 +204,39 @@ def test_masks_written_into_the_gradient_equal_the_new_ones(dtype):
 def test_weights_are_packed_per_input_shape_and_follow_weight_changes():
     torch.manual_seed(0)
     conv = nn.Conv2d(8, 16, 3, padding=1).requires_grad_(False)
-    op = bp._Conv(conv, "relu")
+    op = Conv(conv, "relu")
     for shape in [(1, 8, 10, 12), (2, 8, 7, 5), (1, 8, 10, 12), (1, 8, 4, 4), (1, 8, 5, 4), (1, 8, 6, 4)]:
         x = torch.randn(shape).contiguous(memory_format=CL)
         assert torch.allclose(op.forward(x), F.relu(conv(x)), atol=1e-5)
-    assert len(op.forward_weights) == bp.PACKED_SHAPES  # bounded: the oldest shapes are dropped
+    assert len(op.forward_weights) == PACKED_SHAPES  # bounded: the oldest shapes are dropped
     with torch.no_grad():
         conv.weight.mul_(-1)
     x = torch.randn(1, 8, 6, 4).contiguous(memory_format=CL)
     assert torch.allclose(op.forward(x), F.relu(conv(x)), atol=1e-5)  # a changed weight is packed anew
 
 
-def test_fewer_packed_shapes_can_be_kept_and_their_bytes_are_known():
-    program = Backprop(blocks_graph(torch.float32))
-    convs = [c for c in program.convs if c.fixed is not None]
-    assert program.packed_bytes_per_shape() == sum(2 * c.fixed[0].numel() * 4 for c in convs) > 0
+def test_fewer_packed_shapes_can_be_kept_for_a_while_and_their_bytes_are_known():
+    backend = compiled(blocks_graph(torch.float32))
+    convs = [c for c in backend.program.convs if c.fixed is not None]
+    assert backend.packed_bytes_per_shape() == sum(2 * c.fixed[0].numel() * 4 for c in convs) > 0
+
+    def run(side: int) -> torch.Tensor:
+        x = torch.rand(1, 3, side, side, requires_grad=True)
+        backend(x)["out"].sum().backward()
+        assert x.grad is not None and x.grad.abs().sum() > 0
+        return x.grad
+
     for side in (17, 19, 21):  # three input shapes: three packs per convolution
-        program(torch.rand(1, 3, side, side, requires_grad=True))["out"].sum().backward()
+        run(side)
     assert max(len(c.forward_weights) for c in convs) == 3
-    program.keep_shapes(1)  # the least recently used go now, and later shapes replace the one kept
-    assert max(len(c.forward_weights) for c in convs) == 1
-    x = torch.rand(1, 3, 23, 23, requires_grad=True)
-    program(x)["out"].sum().backward()
-    assert max(max(len(c.forward_weights), len(c.reverse_weights)) for c in convs) == 1
-    assert x.grad is not None and x.grad.abs().sum() > 0
+    with packed_shapes(1):  # the least recently used go, and later shapes replace the one kept
+        run(21)
+        assert max(max(len(c.forward_weights), len(c.reverse_weights)) for c in convs) == 1
+        run(23)
+        assert max(max(len(c.forward_weights), len(c.reverse_weights)) for c in convs) == 1
+    for side in (17, 19, 21, 25, 27):  # outside: the default again, nothing of the limit kept
+        run(side)
+    assert max(len(c.forward_weights) for c in convs) == PACKED_SHAPES
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -242,7 +261,7 @@ def test_input_gradient_is_the_transposed_convolution(conv, size, dtype):
     autograd's for strides that skip trailing rows (output padding), dilation and groups."""
     torch.manual_seed(0)
     conv = conv.requires_grad_(False).to(dtype).to(memory_format=CL)
-    op = bp._Conv(conv, None)
+    op = Conv(conv, None)
     x = torch.randn(2, 8, *size).to(dtype).contiguous(memory_format=CL).requires_grad_(True)
     y = conv(x)
     grad = torch.randn_like(y)
@@ -266,7 +285,7 @@ def test_flipped_kernel_input_gradient_equals_the_transposed_convolution(dtype, 
     the same values as the transposed convolution it replaces, bit for bit, and new weights are packed anew."""
     torch.manual_seed(0)
     conv = nn.Conv2d(48, 80, kernel, padding=padding).requires_grad_(False).to(dtype).to(memory_format=CL)
-    op = bp._Conv(conv, None)
+    op = Conv(conv, None)
     assert op.flipped_padding is not None
     x = torch.zeros(1, 48, 13, 21).to(dtype).contiguous(memory_format=CL)
     grad = torch.randn(conv(x).shape).to(dtype).contiguous(memory_format=CL)
@@ -287,10 +306,10 @@ def lite0():
 
 def test_extractor_runs_the_program_only_for_cpu_gradients(lite0, monkeypatch):
     extractor = lite0.extractor(["block5"])
-    assert extractor.backprop is not None
+    assert extractor.backend is not None
     calls = []
-    real = Backprop.forward
-    monkeypatch.setattr(Backprop, "forward", lambda self, x: calls.append(x.dtype) or real(self, x))
+    real = Program.forward
+    monkeypatch.setattr(Program, "forward", lambda self, x: calls.append(x.dtype) or real(self, x))
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         plain = extractor(x)["block5"]
@@ -301,7 +320,7 @@ def test_extractor_runs_the_program_only_for_cpu_gradients(lite0, monkeypatch):
     fp16 = lite0.extractor(["block5"], dtype=torch.float16)
     fp16(x.clone().requires_grad_(True))
     assert calls == [torch.float32]  # fp16: no oneDNN program on most CPUs, so autograd
-    assert lite0.extractor(["block5"], fast=False).backprop is None
+    assert lite0.extractor(["block5"], fast=False).backend is None
 
 
 def test_extractor_gradient_with_and_without_the_program_is_the_same(lite0):
@@ -318,17 +337,18 @@ def test_extractor_gradient_with_and_without_the_program_is_the_same(lite0):
         assert relative_error(grads[0], grads[1]) < TOLERANCE[dtype or torch.float32], dtype
 
 
-def test_the_memory_a_program_holds_is_observed_for_memory_planning(lite0):
+def test_the_memory_a_program_holds_is_measured_within_the_block_only(lite0):
     extractor = lite0.extractor(["block10"])
-    seen: list[int] = []
     x = torch.rand(1, 3, 64, 64, requires_grad=True)
-    with observe_memory(seen.append):
+    with held_memory() as forward:
         out = extractor(x)["block10"]
-        assert len(seen) == 1 and seen[0] > 64 * 64 * 4  # the forward's peak: at least an fp32 image's worth
+    assert forward.peak > 64 * 64 * 4  # the forward's peak: at least an fp32 image's worth
+    with held_memory() as reverse:
         out.mean().backward()
-    assert len(seen) == 2 and seen[1] > out.numel() * 4  # the reverse's: at least the feature's gradient
-    extractor(x)
-    assert len(seen) == 2  # the observer is gone after the block
+    assert reverse.peak > out.numel() * 4  # the reverse's: at least the feature's gradient
+    before = (forward.peak, reverse.peak)
+    extractor(x)["block10"].square().mean().backward()
+    assert (forward.peak, reverse.peak) == before  # nothing recorded outside the blocks
 
 
 def test_held_bytes_counts_shared_storage_once():

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from inceptionism.models.stem import StridedStem, input_gradient, is_strided_stem, subpixel_kernel
+from inceptionism.models.cpu.stem import StridedStem, input_gradient, is_strided_stem, subpixel_kernel
 
 CASES = [  # channels in, kernel, stride, padding, input size
     (3, (3, 3), (2, 2), (0, 0), (45, 75)),  # InceptionV3's stem

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-import inceptionism.models.depthwise as dw
-from inceptionism.models.depthwise import StridedDepthwise, input_gradient, is_strided_depthwise
+import inceptionism.models.cpu.depthwise as dw
+from inceptionism.models.cpu.depthwise import StridedDepthwise, input_gradient, is_strided_depthwise
 
 
 def reference(x, weight, stride, padding, grad):

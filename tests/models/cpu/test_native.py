@@ -3,12 +3,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_backprop import blocks_graph, program_run
+from test_program import blocks_graph, compiled, program_run
 
 from inceptionism.config import DreamConfig
 from inceptionism.engine import Dreamer, build_objective
-from inceptionism.models import load_model, native
-from inceptionism.models.backprop import Backprop
+from inceptionism.models import load_model
+from inceptionism.models.cpu import native
 
 CL = torch.channels_last
 
@@ -132,8 +132,7 @@ def test_an_input_in_nchw_is_read_as_it_is():
 
 def run_blocks(dtype: torch.dtype) -> torch.Tensor:
     graph = blocks_graph(dtype)
-    program = Backprop.compile(graph)
-    assert program is not None
+    program = compiled(graph)
     x = torch.rand(2, 3, 37, 45, generator=torch.Generator().manual_seed(0)).to(dtype).contiguous(memory_format=CL)
     with torch.no_grad():
         shapes = {k: v.shape for k, v in graph(x).items()}

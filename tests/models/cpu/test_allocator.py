@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from inceptionism.allocator import _glibc, release_free_memory, reuse_freed_memory
+from inceptionism.models.cpu.allocator import _glibc, release_free_memory, reuse_freed_memory
 
 MB64 = 64 * 2**20 // 4  # float32 elements in 64 MiB: above glibc's largest mmap threshold
 
@@ -19,7 +19,7 @@ def _rss() -> int:
 REUSE = """
 import resource
 import torch
-from inceptionism.allocator import reuse_freed_memory
+from inceptionism.models.cpu.allocator import reuse_freed_memory
 
 MB64 = 64 * 2**20 // 4
 
@@ -78,7 +78,7 @@ class _FakeLibc:
 
 
 def test_settings_are_set_once_and_restored_after_the_outermost_run(monkeypatch):
-    from inceptionism import allocator
+    from inceptionism.models.cpu import allocator
 
     libc = _FakeLibc()
     monkeypatch.setattr(allocator, "_glibc", lambda: libc)
@@ -103,10 +103,10 @@ def test_not_glibc_is_a_no_op(monkeypatch):
 
 
 def test_a_cpu_dream_runs_inside_it(monkeypatch):
-    from inceptionism import allocator
     from inceptionism.config import DreamConfig
     from inceptionism.engine import Dreamer, build_objective
     from inceptionism.models import load_model
+    from inceptionism.models.cpu import allocator
 
     libc = _FakeLibc()
     monkeypatch.setattr(allocator, "_glibc", lambda: libc)

@@ -1,9 +1,9 @@
 """Native CPU kernels: C built at first use with the machine's compiler, cached, called through ctypes.
 
-One kernel so far, max pooling (``maxpool.c``) for the CPU gradient program: ATen's results bit for bit, with
-the winners kept as one-byte window offsets instead of int64 indices, and a backward that runs on every core
-(ATen's channels_last one runs on one core for a single image). Nothing here is needed: without a compiler, or
-with ``INCEPTIONISM_NATIVE=0``, :func:`max_pool_supported` says no and the program calls ATen's kernels.
+One kernel so far, max pooling (``maxpool.c``) for the CPU gradient program (:mod:`.program`): ATen's results
+bit for bit, with the winners kept as one-byte window offsets instead of int64 indices, and a backward that runs
+on every core (ATen's channels_last one runs on one core for a single image). Nothing here is needed: without a
+compiler, or with ``INCEPTIONISM_NATIVE=0``, :func:`max_pool_supported` says no and the program calls ATen's kernels.
 
 The library is built once per machine, compiler and source into ``$XDG_CACHE_HOME/inceptionism`` (else
 ``~/.cache/inceptionism``), or ``INCEPTIONISM_CACHE`` where set; a build goes to a temporary file that is renamed

@@ -1,6 +1,6 @@
-/* Max pooling for the CPU gradient program (models/backprop.py), channels_last, float32 and bfloat16.
+/* Max pooling for the CPU gradient program (models/cpu/program.py), channels_last, float32 and bfloat16.
  *
- * Built at first use by models/native.py with the machine's C compiler (-O3 -march=native -fopenmp) and called
+ * Built at first use by models/cpu/native.py with the machine's C compiler (-O3 -march=native -fopenmp) and called
  * through ctypes; OpenMP resolves to the runtime PyTorch already loaded, so both share its threads.
  *
  * The results are ATen's bit for bit (tests/models/test_native.py holds them to it): the same maxima, the same

@@ -2,8 +2,8 @@
 
 glibc serves every allocation above 32 MB (and, until it adapts, above 128 kB) with a fresh ``mmap`` and hands
 it back to the kernel when freed. A dream step allocates the same large activations on every step, so each step
-page-faults and zeroes hundreds of megabytes anew: at 480×640 on the default model in fp32 that was half the
-step time (``benchmarks/bench.py``). While a run lasts, :func:`reuse_freed_memory` serves large blocks from the
+would page-fault and zero hundreds of megabytes anew (a large share of a step: docs/performance.md). While a run
+lasts, :func:`reuse_freed_memory` serves large blocks from the
 heap and keeps what is freed for the next step; afterwards it restores the settings glibc would have grown into
 and returns the free memory to the system (``malloc_trim``).
 """
@@ -70,9 +70,9 @@ def release_free_memory() -> None:
     """Within :func:`reuse_freed_memory`: hand the heap's free pages back to the system now (``malloc_trim``).
 
     Between octaves, where memory is tight: each octave's buffers are larger than the last one's, so much of what
-    those freed cannot serve the next octave and only adds to its peak (a 3-octave run at 9 MP: 4.5 fp32 images
-    kept, 3.6 handed back). It costs page faults when the memory is needed again (a default 1 MP run: 90 000
-    more, 0.3–0.8 s of 4.3), so runs with room to spare keep it. Elsewhere, or off glibc, nothing happens.
+    those freed cannot serve the next octave and only adds to its peak. It costs page faults when the memory is
+    needed again, so runs with room to spare keep it (figures: docs/performance.md). Elsewhere, or off glibc,
+    nothing happens.
     """
     libc = _glibc()
     with _lock:
