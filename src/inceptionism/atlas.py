@@ -22,6 +22,7 @@ from tqdm import tqdm
 from inceptionism import __version__
 from inceptionism.errors import ConfigError
 from inceptionism.models import DreamModel
+from inceptionism.models.weights import weights_identity
 from inceptionism.render import LR, STANDARD, RenderProgress, Transforms, channel_batch, render
 
 ATLAS_CHANNELS = 64  # channels shown when none are asked for: the layer's first ones
@@ -75,7 +76,7 @@ def atlas_settings(
         "command": "atlas",
         "version": __version__,
         "model": model.name,
-        "weights_source": model.source,
+        **weights_identity(model.source),  # the file's name and SHA-256, never its folder
         "layer": layer,
         "channels": f"{listed[0]}:{listed[-1] + 1}" if contiguous else listed,
         "size": size,
