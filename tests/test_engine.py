@@ -239,3 +239,18 @@ def test_other_errors_are_not_retried(lite0, photo, monkeypatch):
     with pytest.raises(RuntimeError, match="shapes differ"):
         d.run(photo)
     assert len(tiles) == 1
+
+
+def test_a_mask_given_to_run_holds_black_pixels_exactly_and_must_fit_the_image(lite0, photo):
+    cfg = DreamConfig(octaves=2, steps=2, tile_size=64).validate()
+    dreamer = Dreamer(lite0, build_objective(cfg, lite0), cfg, torch.device("cpu"))
+    mask = torch.ones(1, 1, *photo.shape[-2:])
+    mask[..., :, :40] = 0
+    out = dreamer.run(photo, mask=mask)
+    assert torch.equal(out[..., :40], photo[..., :40])
+    assert (out[..., 48:] - photo[..., 48:]).abs().mean() > 0.01
+    with pytest.raises(ValueError, match="mask must be"):
+        dreamer.run(photo, mask=mask[..., :-1])
+    region = cfg.replace(mask_layers=("block3",))  # not validated: a caller's config without the mask
+    with pytest.raises(InceptionismError, match="needs --mask"):
+        Dreamer(lite0, build_objective(region, lite0), region, torch.device("cpu")).run(photo)

@@ -88,7 +88,6 @@ def test_top_k_is_chosen_once_on_the_input_image(lite0, photo):
         ({"objective": "l2(block12[0:300])"}, "which has 192 channels"),
         ({"layers": ("blok10",)}, "did you mean 'block10'"),
         ({"objective": "0.5 * tv()"}, "reads no layer"),
-        ({"objective": "l2(block10) + l2pull()"}, "not supported in tiled dreams yet"),
         ({"guide": "g.png", "objective": "l2(block10)"}, "no guide(LAYER) term"),
         ({"extra": {CUSTOM_OBJECTIVE: "my peak"}}, "custom Python objective (my peak)"),
     ],

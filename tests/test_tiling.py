@@ -154,3 +154,22 @@ def test_the_tiled_gradient_is_nchw_whatever_the_image_layout():
     x = torch.rand(1, 3, 96, 128, generator=torch.Generator().manual_seed(2))
     g, _ = tiled_gradient(x.contiguous(memory_format=torch.channels_last), score, 48, overlap=16, align=2, shift=(5, 9))
     assert g.is_contiguous()
+
+
+@pytest.mark.parametrize(("tile", "batch", "shift"), [(48, 1, (7, -13)), (48, 3, (-40, 50)), (512, 1, (3, 9))])
+def test_each_tile_gets_the_same_window_of_the_original(tile, batch, shift):
+    """A pull toward the original, (x - o)² per pixel, has the gradient 2 (x - o) whatever the tiles and the roll:
+    only if every tile's original is cut from the same pixels as the tile itself."""
+    gen = torch.Generator().manual_seed(3)
+    x, o = torch.rand(1, 3, 96, 128, generator=gen), torch.rand(1, 3, 96, 128, generator=gen)
+
+    def score(tiles: torch.Tensor, originals: torch.Tensor) -> torch.Tensor:
+        return (tiles - originals).square().sum(dim=(1, 2, 3))
+
+    # The scores are weighted by each tile's share and the gradients blended to a partition of unity.
+    g, _ = tiled_gradient(x, score, tile, overlap=16, batch=batch, align=2, shift=shift, original=o)
+    first = tile_grid(96, 128, tile, 16, 2)[0]
+    share = first.h * first.w / (96 * 128)  # 1 for a single tile
+    torch.testing.assert_close(g, 2 * (x - o) * share)
+    with pytest.raises(ValueError, match="differ in shape"):
+        tiled_gradient(x, score, tile, overlap=16, original=o[..., :-1])

@@ -9,13 +9,13 @@ __version__ = "0.1.0"
 
 from inceptionism import objectives
 from inceptionism.api import dream, get_model
-from inceptionism.config import PRESETS, DreamConfig, preset
+from inceptionism.config import DreamConfig
 from inceptionism.engine import Dreamer, Progress
 from inceptionism.errors import ConfigError, ImageError, InceptionismError, WeightsError
 from inceptionism.models import list_models, load_model, register_model
+from inceptionism.presets import list_presets, preset
 
 __all__ = [
-    "PRESETS",
     "ConfigError",
     "DreamConfig",
     "Dreamer",
@@ -27,6 +27,7 @@ __all__ = [
     "dream",
     "get_model",
     "list_models",
+    "list_presets",
     "load_model",
     "objectives",
     "preset",

@@ -39,10 +39,10 @@ def cpu_has_native_bf16() -> bool:
 
 
 def pick_precision(name: str, device: torch.device) -> str:
-    """``auto``: the fastest precision that keeps the picture (measured, README "Speed and memory").
+    """``auto``: the fastest precision that keeps the picture (figures: docs/performance.md).
 
-    bf16 on CUDA GPUs that have it, else fp16; on CPUs bf16 where the hardware has it (1.5× on the default
-    model, 1.7× on InceptionV3), else fp32; fp32 on Apple's MPS.
+    bf16 on CUDA GPUs that have it, else fp16; on CPUs bf16 where the hardware has it (elsewhere it is emulated
+    and slower than fp32), else fp32; fp32 on Apple's MPS.
     """
     if name != "auto":
         return name

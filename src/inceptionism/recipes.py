@@ -12,6 +12,7 @@ long side is between the model's native size and :data:`FEATURE_SIDE` pixels.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,6 +28,7 @@ from inceptionism.objectives import (
     channels,
     class_logit,
     guide,
+    l2pull,
     layer,
     parse,
     split_channels,
@@ -39,8 +41,12 @@ from inceptionism.transforms import resize
 FEATURE_SIDE = 512  # long side, in pixels, of the guide and of the image top-k channels are chosen on
 CUSTOM_OBJECTIVE = "custom_objective"  # extra: the description of a Python objective that settings cannot hold
 GUIDE_SHA256 = "guide_sha256"  # extra: the guide file's digest, checked when settings are reused
+MASK_SHA256 = "mask_sha256"  # extra: the mask file's digest, likewise
+# What --l2-pull 1 weighs l2pull() by: a mean squared difference in [0, 1]² is tiny beside a layer's l2, so 1 is a
+# light pull, 10 a strong one and 100 all but holds the input (l2pull() in an expression takes raw weights).
+L2_PULL_UNIT = 1e4
 # Fields that build an objective; given on top of settings that record an expression, they replace it.
-OBJECTIVE_FIELDS = ("layers", "loss", "classes", "tv")
+OBJECTIVE_FIELDS = ("layers", "loss", "classes", "tv", "l2_pull")
 
 
 def build_objective(config: DreamConfig, model: DreamModel, image: torch.Tensor | None = None) -> Objective:
@@ -112,22 +118,55 @@ def objective_from_fields(
     terms += [(1.0, class_logit(c)) for c in config.classes]
     if config.tv:
         terms.append((config.tv, tv()))
+    if config.l2_pull:
+        terms.append((config.l2_pull * L2_PULL_UNIT, l2pull()))
     return weighted_sum(terms)
+
+
+def build_region_objective(
+    config: DreamConfig, model: DreamModel, image: torch.Tensor | None = None
+) -> Objective | None:
+    """The objective dreamt where the mask is white (``config.mask_layers``, with the config's loss, ``tv`` and
+    ``l2_pull``), checked like :func:`build_objective`; None without mask layers. ``image`` as there."""
+    if not config.mask_layers:
+        return None
+    region = config.replace(layers=config.mask_layers, classes=(), guide=None, objective=None)
+    image_features = layer_features(model, image) if image is not None else None
+    obj = objective_from_fields(region, model, image_features)
+    check_objective(obj, model)
+    return obj
 
 
 def check_objective(obj: Objective, model: DreamModel) -> None:
     """Run ``obj`` once on a small random image (no gradient): its layers must exist and its channels and
-    classes fit them. Raises :class:`ConfigError` naming what does not fit."""
+    classes fit them. Raises :class:`ConfigError` naming what does not fit.
+
+    An expression that passed on a network passes again: it is remembered per network (while the network
+    lives), so sequences that dream frame after frame check it once."""
     if not obj.layers:
         raise ConfigError(
             f"the objective {obj.description} reads no layer of the network, only the image; add one, e.g. "
             f"l2({model.spec.default_layers[0]})"
         )
+    checked = _CHECKED.setdefault(model.module, set())
+    if obj.expression is not None and obj.expression in checked:
+        return
+    probe_objective(obj, model)
+    if obj.expression is not None:
+        checked.add(obj.expression)
+
+
+def probe_objective(obj: Objective, model: DreamModel) -> None:
+    """``obj`` on a random image of the model's native size (no gradient; the image is its own original)."""
     extractor = model.extractor(obj.layers, fast=False)
     size = model.spec.native_size
     probe = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(0)).to(_device(model))
     with torch.no_grad():
-        obj(Context(extractor(probe), probe))
+        obj(Context(extractor(probe), probe, probe))
+
+
+# Expressions check_objective passed, per network module (weakly held: a freed network's entry goes with it).
+_CHECKED: weakref.WeakKeyDictionary[torch.nn.Module, set[str]] = weakref.WeakKeyDictionary()
 
 
 def layer_features(model: DreamModel, image: torch.Tensor) -> LayerFeatures:
@@ -195,4 +234,6 @@ def apply_overrides(base: DreamConfig, changes: Mapping[str, Any]) -> DreamConfi
             values["objective"] = None
     if "guide" in changes:
         extra.pop(GUIDE_SHA256, None)
+    if "mask" in changes:
+        extra.pop(MASK_SHA256, None)
     return base.replace(**values, extra=extra)

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from inceptionism.errors import ConfigError
 from inceptionism.models import DreamModel
-from inceptionism.objectives import Activations, Objective, objective
+from inceptionism.objectives import Activations, Context, Objective, objective
 from inceptionism.parametrize import PARAMS, parametrization
 
 STEPS = 128
@@ -151,10 +151,20 @@ def render(
     for step in range(1, steps + 1):
         optimizer.zero_grad(set_to_none=True)
         x = random_transform(image.image(), generator, transforms)
-        score = objective(extractor(x))
+        score = objective(Context(extractor(x), x))
         (-score.sum()).backward()  # items are independent: the sum ascends each one
         optimizer.step()
         if callback is not None:
             callback(RenderProgress(step, steps, float(score.detach().mean()), time.perf_counter() - start))
     with torch.no_grad():
         return image.image().float().cpu()
+
+
+NOISE_SPREAD = 0.2  # a noise start's values: grey 0.5 ± NOISE_SPREAD / 2, uniform
+
+
+def noise_start(size: tuple[int, int], seed: int) -> torch.Tensor:
+    """Seeded noise for the octave engine to start from (``--noise`` with ``--param pixel``): (1, 3, h, w) in
+    [0.4, 0.6], mid-grey with uniform noise, so the ascent has contrast in every direction to grow from."""
+    generator = torch.Generator().manual_seed(seed)
+    return 0.5 + NOISE_SPREAD * (torch.rand(1, 3, *size, generator=generator) - 0.5)

@@ -212,7 +212,9 @@ def test_backprop_program_covers_the_zoo_and_matches_autograd(zoo: Loaded) -> No
     names = model.layer_names()
     image = _image(80, 112)
     for layers in (list(model.spec.default_layers), [names[len(names) // 2], names[-1]]):
-        for dtype, tolerance in ((None, 1e-5), (torch.bfloat16, 5e-3)):
+        # bf16 down to ResNet-50's logits differs by up to 1e-2 (rounding flips max-pool winners in its stem, and
+        # fifty layers carry them); a wrong rule gives order 1.
+        for dtype, tolerance in ((None, 1e-5), (torch.bfloat16, 2e-2)):
             extractor = model.extractor(layers, dtype=dtype)
             assert (extractor.backend is None) == (model.name in WITHOUT_PROGRAM), (layers, dtype)
             if extractor.backend is None:

@@ -145,7 +145,7 @@ def _lite_spec(name: str, look: str) -> ModelSpec:
     )
 
 
-# Chosen by looking at dreams of several photos; see README "Choosing the default".
+# Chosen by looking at dreams of several photos; see docs/how-it-works.md, "Choosing the default".
 DEFAULT_LAYERS = {
     "efficientnet-lite0": ("block10",),
     "efficientnet-lite1": ("block13",),

@@ -22,8 +22,8 @@ from inceptionism.models.spec import ModelSpec, Preprocessing, StateDict, Weight
 if TYPE_CHECKING:
     import torchvision
 
-# torchvision is imported where a spec is made, never at import: importing it takes about a second (it imports
-# torch._dynamo), which the default network, defined here without torchvision, should not pay.
+# torchvision is imported where a spec is made, never at import: importing it is slow (it imports torch._dynamo),
+# and the default network, defined here without torchvision, should not pay for it.
 
 TO_UNIT_RANGE = Preprocessing(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
 
@@ -239,13 +239,17 @@ def torchvision_spec(name: str) -> ModelSpec:
     weights = get_model_weights(name).DEFAULT  # type: ignore[attr-defined]
     probe = builder(weights=None)
     layers = _outline(probe)
+    default = list(layers)[int(len(layers) * 0.6)]
+    classifier = [path for path, m in probe.named_modules() if isinstance(m, nn.Linear)]
+    if classifier:  # the last fully connected layer gives the class scores: cls() reads them as "logits"
+        layers["logits"] = classifier[-1]
     return ModelSpec(
         name=f"tv:{name}",
         state_fixup=_densenet_keys if name.startswith("densenet") else None,
         builder=lambda: builder(weights=None),
         weights=_weights_spec(weights),
         layers=layers,
-        default_layers=(list(layers)[int(len(layers) * 0.6)],),
+        default_layers=(default,),
         native_size=int(weights.transforms().crop_size[0]),
         look="torchvision model; default layer at 60% depth — pick layers with `inceptionism layers`",
     )
