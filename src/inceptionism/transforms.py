@@ -92,14 +92,23 @@ def normalize_gradient(
 
 
 def ascend(
-    image: torch.Tensor, g: torch.Tensor, step_size: float, method: str, in_place: bool = False, wrap: bool = False
+    image: torch.Tensor,
+    g: torch.Tensor,
+    step_size: float,
+    method: str,
+    in_place: bool = False,
+    wrap: bool = False,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``clamp(image + step_size * normalize_gradient(g, method, wrap=wrap), 0, 1)`` in one pass over the image
     and one in place; ``in_place``: written into ``image`` (the same values); ``wrap``: a tileable image's
-    Laplacian normalisation."""
+    Laplacian normalisation. ``mask`` (1, 1, H, W) in [0, 1] scales the step per pixel; the normalisation's
+    scale comes from the whole, unmasked gradient (a mostly black mask must not enlarge the rest's steps)."""
     if method == "laplacian":
         g = laplacian_normalize(g, wrap=wrap)
     scale = step_size * gradient_scale(g, method)
+    if mask is not None:
+        g = g * mask
     out = image.addcmul_(g, scale) if in_place else torch.addcmul(image, g, scale)
     return out.clamp_(0.0, 1.0)
 
@@ -134,6 +143,8 @@ def pad(x: torch.Tensor, top: int, bottom: int, left: int, right: int, padding: 
     if padding not in PADDINGS:
         raise ValueError(f"unknown padding {padding!r}; choose one of {', '.join(PADDINGS)}")
     h, w = x.shape[-2:]
+    if max(top, bottom) < h and max(left, right) < w:  # torch's own kernels: the same values, far faster
+        return F.pad(x, (left, right, top, bottom), mode=padding)
     rows = _pad_index(h, top, bottom, padding, x.device)
     cols = _pad_index(w, left, right, padding, x.device)
     return x.index_select(-2, rows).index_select(-1, cols)
