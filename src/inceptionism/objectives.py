@@ -437,7 +437,8 @@ def l2pull() -> Objective:
         x = _image(ctx, "l2pull()")
         if ctx.original is None:
             raise InceptionismError(
-                "l2pull() needs the original image, and its caller passed none (the dream engine does; render() from noise has no original)"
+                "l2pull() needs the original image, and its caller passed none "
+                "(the dream engine does; render() from noise has no original)"
             )
         return -((x.float() - ctx.original.detach().float()) ** 2).mean(dim=(1, 2, 3))
 
