@@ -85,3 +85,17 @@ def test_one_default_loss_for_the_api_the_cli_and_the_objectives():
     assert DreamConfig().loss == cli_default == objectives.DEFAULT_LOSS
     for fn in (objectives.layer, objectives.channel, objectives.layers):
         assert inspect.signature(fn).parameters["loss"].default == objectives.DEFAULT_LOSS, fn.__name__
+
+
+def test_an_fft_render_gets_enough_steps_unless_some_are_chosen():
+    from inceptionism.api import make_config
+    from inceptionism.cli import build_parser, config_from_args
+    from inceptionism.config import FFT_STEPS
+
+    assert make_config(noise="64x64", param="fft").steps == FFT_STEPS  # 12 octave steps would render grey mush
+    assert make_config(noise="64x64", param="fft", steps=40).steps == 40
+    assert make_config(noise="64x64", param="pixel").steps == DreamConfig().steps
+    args = build_parser().parse_args(["dream", "--noise", "64x64", "--param", "fft", "-o", "x.png"])
+    assert config_from_args(args).steps == FFT_STEPS
+    args = build_parser().parse_args(["dream", "--noise", "64x64", "--param", "fft", "--steps", "9", "-o", "x.png"])
+    assert config_from_args(args).steps == 9

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from inceptionism import __version__
-from inceptionism.config import DreamConfig, noise_size
+from inceptionism.config import DreamConfig, noise_size, render_steps
 from inceptionism.devices import pick_device, pick_precision
 from inceptionism.engine import Callback, Dreamer, Progress, build_objective, config_mask
 from inceptionism.errors import ConfigError
@@ -54,7 +54,7 @@ def make_config(config: DreamConfig | None = None, preset_name: str | None = Non
         settings["classes"] = (settings["classes"],)
     if "classes" in settings:
         settings["classes"] = tuple(str(c) for c in settings["classes"])
-    return apply_overrides(base, settings).validate()
+    return render_steps(apply_overrides(base, settings), "steps" in settings).validate()
 
 
 def settings_record(config: DreamConfig, model: DreamModel, objective: Objective, precision: str) -> dict[str, Any]:

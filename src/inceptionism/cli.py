@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from inceptionism import __version__
-from inceptionism.config import PRECISIONS, ConfigWarning, DreamConfig
+from inceptionism.config import PRECISIONS, ConfigWarning, DreamConfig, render_steps
 from inceptionism.errors import ConfigError, InceptionismError
 from inceptionism.objectives import LOSSES
 from inceptionism.parametrize import PARAMS
@@ -266,7 +266,7 @@ def config_from_args(args: argparse.Namespace) -> DreamConfig:
     for key in ("layers", "classes"):
         if key in overrides:
             overrides[key] = tuple(overrides[key])
-    return apply_overrides(cfg, overrides).validate()
+    return render_steps(apply_overrides(cfg, overrides), "steps" in overrides).validate()
 
 
 def default_output(input_path: Path) -> Path:

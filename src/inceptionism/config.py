@@ -203,6 +203,17 @@ class DreamConfig:
 _DEFAULTS = DreamConfig()
 
 
+FFT_STEPS = 128  # lucid's render needs about this many Adam steps; the octave engine's 12 give grey mush
+
+
+def render_steps(config: DreamConfig, steps_given: bool) -> DreamConfig:
+    """``config`` with :data:`FFT_STEPS` steps for a ``param="fft"`` render whose steps nobody chose (the
+    default step count is the octave engine's, far too few for a render from noise)."""
+    if config.param == "fft" and not steps_given and config.steps == DreamConfig.steps:
+        return config.replace(steps=FFT_STEPS)
+    return config
+
+
 def parse_layers(items: Iterable[str]) -> list[tuple[str, float]]:
     """``["block8:0.5,block10", "block12[7,31]:2"]`` → ``[("block8", 0.5), ("block10", 1.0), ("block12[7,31]", 2.0)]``.
 
