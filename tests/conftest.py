@@ -21,6 +21,7 @@ from inceptionism.models import get_model_spec
 from inceptionism.models.cpu import native
 from inceptionism.models.spec import ModelSpec, StateDict
 from inceptionism.models.weights import OFFLINE_ENV, hub_cache_path
+from support import REAL_HOME
 
 # ---------------------------------------------------------------------------------------------------------------
 # Network guard: sockets are refused for the whole session; a test may inspect its attempts.
@@ -74,7 +75,7 @@ def network_attempts(_network_guard: list[str]) -> list[str]:
 # Subprocesses inherit ``os.environ``, so a CLI run in a child process is isolated too. At the end, the real
 # home's caches must be as they were.
 
-REAL_HOME = Path.home()  # read at import, before the session's fixture points HOME elsewhere
+
 WATCHED_CACHES = (".cache/torch", ".cache/inceptionism", ".cache/huggingface", ".torch")
 
 
@@ -208,12 +209,3 @@ HubWeightsWriter = Callable[..., Path]
 def hub_weights() -> HubWeightsWriter:
     """``hub_weights("googlenet") -> path``: random weights in the hub cache of the current ``$TORCH_HOME``."""
     return write_hub_weights
-
-
-def assert_close_to_scale(actual: torch.Tensor, expected: torch.Tensor, rel: float = 1e-3) -> None:
-    """Equal up to float32 rounding relative to the tensor's scale: extractors may fold BatchNorm into the
-    convolutions and run channels_last, which reorders the arithmetic."""
-    assert actual.shape == expected.shape
-    error = float((actual - expected).abs().max())
-    scale = float(expected.abs().max())
-    assert error <= rel * scale, f"max abs difference {error:.3g} vs scale {scale:.3g}"

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REAL_HOME
 from inceptionism.cli import main
+from support import REAL_HOME
 
 FAST = ["--octaves", "2", "--steps", "2", "--min-size", "16", "--quiet"]
 

