@@ -16,7 +16,6 @@ continues a partly cached one from its last cached frame, as saved, which is wha
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +37,7 @@ from inceptionism.sequences.video import (
     VideoSettings,
     _input_identity,
     check_video_paths,
+    output_writer,
     span_indices,
 )
 
@@ -283,16 +283,7 @@ def run_cluster_video(
         ray = pool.ray
         first = ray.put(head[1])
         record = _settings_record(pool, first, settings)
-        writer = VideoWriter(
-            out,
-            info.fps,
-            (info.width, info.height),
-            audio_from=src if info.has_audio and kind == "video" else None,
-            audio_span=(float(indices[0] / info.fps), float((indices[-1] + 1) / info.fps)),
-            pix_fmt=info.pix_fmt,
-            metadata={"comment": json.dumps(record, sort_keys=True)} if kind == "video" else None,
-            note=note,
-        )
+        writer = output_writer(out, src, info, kind, indices, record, note)
         with writer, JobBar(len(indices), "frame", len(job.cached), enabled=not quiet) as bar:
             tasks = job.jobs(_chain(head, frames))
             for (seg, _), outcome in pool.map(tasks, lambda w, it: w.dream_segment.remote(first, it[1]), depth=1):

@@ -275,6 +275,23 @@ class FrameDreamer:
         return np.asarray(np.clip(small + carried, 0.0, 1.0), dtype=np.float32)
 
 
+def output_writer(
+    out: Path, src: Path, info: VideoInfo, kind: str, indices: list[int], record: dict[str, Any], note: Note
+) -> VideoWriter:
+    """The writer of a dreamed video: the input's frame rate, size and pixel format, its sound over the span of
+    ``indices`` (a video output only), and the settings ``record`` in the container's comment."""
+    return VideoWriter(
+        out,
+        info.fps,
+        (info.width, info.height),
+        audio_from=src if info.has_audio and kind == "video" else None,
+        audio_span=(float(indices[0] / info.fps), float((indices[-1] + 1) / info.fps)),
+        pix_fmt=info.pix_fmt,
+        metadata={"comment": json.dumps(record, sort_keys=True)} if kind == "video" else None,
+        note=note,
+    )
+
+
 def check_video_paths(input_path: Path, output: Path) -> str:
     """Check, before any work, that ``input_path`` exists and ``output`` can be written and is not the input;
     returns the output's kind (``"video"``, ``"gif"``, ``"folder"``)."""
@@ -370,16 +387,7 @@ def dream_video(
         raise ImageError(f"{show(src)} has no frames to read between the given --start and --end")
     dreamer.prepare(head[1])
     record = dreamer.settings_record()
-    writer = VideoWriter(
-        out,
-        info.fps,
-        (info.width, info.height),
-        audio_from=src if info.has_audio and kind == "video" else None,
-        audio_span=(float(indices[0] / info.fps), float((indices[-1] + 1) / info.fps)),
-        pix_fmt=info.pix_fmt,
-        metadata={"comment": json.dumps(record, sort_keys=True)} if kind == "video" else None,
-        note=note,
-    )
+    writer = output_writer(out, src, info, kind, indices, record, note)
     with writer:
         _run(itertools.chain([head], frames), len(indices), dreamer, cache, writer, report, quiet, on_frame)
         began = time.perf_counter()
