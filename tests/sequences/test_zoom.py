@@ -184,18 +184,19 @@ def test_without_pyav_video_names_the_extra_but_a_frame_folder_works(photo, tmp_
 @pytest.mark.slow
 def test_a_zoom_killed_with_sigkill_continues_to_the_same_frames(photo, tmp_path):
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "inceptionism", "zoom", str(photo), "-o", str(out), "--frames", "5", *FAST]
+    # enough frames that the kill lands mid-run however fast the machine dreams the frames after the first
+    cmd = [sys.executable, "-m", "inceptionism", "zoom", str(photo), "-o", str(out), "--frames", "16", *FAST]
     cmd += ["--zoom", "1.1", "--rotate", "2"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
     while not (cache_folder(out) / "000001.png").exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
+        time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL and not out.exists()  # killed mid-run: frames cached, no output
     resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     cfg = DreamConfig(octaves=1, steps=1, min_size=16)
-    whole = run_zoom(photo, tmp_path / "whole", cfg, ZoomSettings(frames=5, motion=Motion(1.1, 2)), quiet=True)
+    whole = run_zoom(photo, tmp_path / "whole", cfg, ZoomSettings(frames=16, motion=Motion(1.1, 2)), quiet=True)
     for x, y in zip(folder_frames(whole), folder_frames(out), strict=True):
         np.testing.assert_array_equal(x, y)
 
