@@ -7,11 +7,13 @@ seams against inside segments for several warm-up lengths K. Plain script: print
 
 batch    images per second on the same batch (crops of examples/coffee.jpg, --size, the default dream settings
          but --steps), for: the plain single-process run with 2 torch threads (``run_batch``, model loaded
-         beforehand); a local cluster of 1 single-thread worker (``--cluster local:1x1``); and of 2 single-thread
-         workers (``local:2x1``). A cluster's rate counts from the moment its workers are ready (models loaded)
-         to the last image written; the seconds to get ready (Ray's start, model loads) are printed apart. The
-         variants run in turn, --rounds times, and the medians are compared: 2 workers ÷ 1 worker is the
-         scaling (goal ≥ 1.8), 2 workers ÷ plain is what Ray costs against using both cores in one process.
+         beforehand); 1 and 2 plain single-thread processes side by side, each dreaming its share (no Ray: what
+         the machine itself gives two workers); a local cluster of 1 single-thread worker (``--cluster
+         local:1x1``); and of 2 single-thread workers (``local:2x1``). A rate counts from the moment the workers
+         are ready (models loaded) to the last image written; a cluster's seconds to get ready (Ray's start,
+         model loads) are printed apart. The variants run in turn, --rounds times, and the medians are compared:
+         2 workers ÷ 1 worker is the scaling (goal ≥ 1.8), against the machine's own for plain processes; 2
+         workers ÷ plain 2 threads is what Ray costs against using both cores in one process.
 seams    a --video-frames pan clip (benchmarks/video.py's) dreamed with the video defaults on ``local:2``, in
          segments of --segment frames, for each K in --warmups: the mean flicker (FlickerMeter's measure) into
          each segment's first frame against between the other frames, the frames dreamed (K per seam more),
@@ -29,6 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -70,6 +73,45 @@ def plain(sources: list[Path], out: Path, config: DreamConfig) -> float:
     return len(sources) / (time.perf_counter() - began)
 
 
+def _plain_worker(sources: list[Path], out: Path, config: DreamConfig, barrier: Any) -> None:
+    """One single-thread process of :func:`plain_processes`: load the model, wait for the others, dream."""
+    import torch
+
+    from inceptionism.api import get_model
+    from inceptionism.devices import pick_device
+    from inceptionism.sequences.batch import run_batch
+
+    torch.set_num_threads(1)
+    get_model(config.model, config.weights, pick_device(config.device))
+    barrier.wait()
+    run_batch(sources, out, config, quiet=True)
+
+
+def plain_processes(sources: list[Path], out: Path, config: DreamConfig, processes: int) -> float:
+    """Images per second of ``processes`` plain single-thread processes side by side, each dreaming its share
+    of the batch (no Ray): what the machine itself gives two independent workers, the ceiling for a cluster."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(processes + 1)
+    shares = [sources[i::processes] for i in range(processes)]
+    workers = [
+        context.Process(target=_plain_worker, args=(share, out / f"part{i}", config, barrier))
+        for i, share in enumerate(shares)
+    ]
+    out.mkdir()
+    for worker in workers:
+        worker.start()
+    barrier.wait()  # every model loaded
+    began = time.perf_counter()
+    for worker in workers:
+        worker.join()
+    seconds = time.perf_counter() - began
+    if any(w.exitcode for w in workers) or len(list(out.glob("part*/*.png"))) != len(sources):
+        raise RuntimeError("a plain process failed; see above")
+    return len(sources) / seconds
+
+
 def on_cluster(sources: list[Path], out: Path, config: DreamConfig, address: str, ray_dir: str) -> tuple[float, float]:
     """(images per second once the workers are ready, seconds to get ready) on a local cluster."""
     from inceptionism.cluster import parse_address
@@ -84,13 +126,21 @@ def batch_figures(args: argparse.Namespace, tmp: Path) -> None:
     (tmp / "in").mkdir()
     sources = make_images(tmp / "in", args.images, (w, h))
     config = DreamConfig(steps=args.steps)
-    rates: dict[str, list[float]] = {"plain, 2 threads": [], "local:1x1": [], "local:2x1": []}
+    rates: dict[str, list[float]] = {
+        "plain, 2 threads": [],
+        "plain 1 process×1": [],
+        "plain 2 processes×1": [],
+        "local:1x1": [],
+        "local:2x1": [],
+    }
     ready: dict[str, list[float]] = {"local:1x1": [], "local:2x1": []}
     for r in range(args.rounds):
         for name in rates:
-            out = tmp / f"out-{r}-{name.replace(' ', '').replace(',', '-')}"
-            if name.startswith("plain"):
+            out = tmp / f"out-{r}-{name.replace(' ', '').replace(',', '-').replace('×', 'x')}"
+            if name == "plain, 2 threads":
                 rates[name].append(plain(sources, out, config))
+            elif name.startswith("plain"):
+                rates[name].append(plain_processes(sources, out, config, 2 if "2 processes" in name else 1))
             else:
                 rate, seconds = on_cluster(sources, out, config, name, str(tmp / "ray"))
                 rates[name].append(rate)
@@ -102,6 +152,9 @@ def batch_figures(args: argparse.Namespace, tmp: Path) -> None:
         extra = f"  (ready after {statistics.median(ready[name]):.1f} s)" if name in ready else ""
         print(f"  {name:<18} {value:.3f} images/s{extra}")
     print(f"  2 workers ÷ 1 worker: {median['local:2x1'] / median['local:1x1']:.2f}×   (goal ≥ 1.8×)")
+    machine = median["plain 2 processes×1"] / median["plain 1 process×1"]
+    print(f"  the machine itself, 2 plain single-thread processes ÷ 1: {machine:.2f}×")
+    print(f"  1 worker ÷ 1 plain process: {median['local:1x1'] / median['plain 1 process×1']:.2f}×")
     print(f"  2 workers ÷ plain 2 threads: {median['local:2x1'] / median['plain, 2 threads']:.2f}×")
 
 
@@ -144,10 +197,10 @@ def video_figures(args: argparse.Namespace, tmp: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=int, default=8, help="images in the batch [8]")
-    parser.add_argument("--size", default="192x144", help="image size WxH [192x144]")
-    parser.add_argument("--steps", type=int, default=6, help="steps per octave of the batch's dreams [6]")
-    parser.add_argument("--rounds", type=int, default=2, help="times each batch variant runs, in turn [2]")
+    parser.add_argument("--images", type=int, default=12, help="images in the batch [12]")
+    parser.add_argument("--size", default="512x384", help="image size WxH [512x384]")
+    parser.add_argument("--steps", type=int, default=12, help="steps per octave of the batch's dreams [12]")
+    parser.add_argument("--rounds", type=int, default=3, help="times each batch variant runs, in turn [3]")
     parser.add_argument("--video-frames", type=int, default=36, help="frames of the seam clip [36]")
     parser.add_argument("--video-size", default="192x144", help="seam clip size WxH [192x144]")
     parser.add_argument("--pan", type=int, default=1, help="pixels the clip's view moves a frame [1]")

@@ -34,6 +34,7 @@ from inceptionism.sequences.flow import require_cv2
 from inceptionism.sequences.media import VideoWriter, probe, read_frames
 from inceptionism.sequences.video import (
     FrameDreamer,
+    FrameHook,
     VideoSettings,
     _input_identity,
     check_video_paths,
@@ -216,8 +217,8 @@ class _Job:
             self.dreams[k] = dream
         return len(kept)
 
-    def flush(self, writer: VideoWriter, meter: SeamMeter) -> None:
-        """Encode every frame that is ready, in order."""
+    def flush(self, writer: VideoWriter, meter: SeamMeter, on_frame: FrameHook | None = None) -> None:
+        """Encode every frame that is ready, in order, calling ``on_frame(index, dream)`` for each."""
         while self.encoded < self.count and (self.encoded in self.dreams or self.encoded in self.cached):
             k = self.encoded
             if k not in self.sources:  # decoding is behind: the frame comes with its source
@@ -225,6 +226,8 @@ class _Job:
             dream = self.dreams.pop(k) if k in self.dreams else self.cache.load(k)
             writer.write(dream)
             meter.add(k, self.sources[k], dream)
+            if on_frame is not None:
+                on_frame(k, dream)
             self.encoded += 1
         for k in [k for k in self.sources if k < min(self.low, self.encoded)]:
             del self.sources[k]
@@ -242,11 +245,13 @@ def run_cluster_video(
     quiet: bool = False,
     note: Note = print_note,
     temp_dir: str | None = None,
+    on_frame: FrameHook | None = None,
 ) -> ClusterVideoReport:
     """Dream the video (or frame folder) ``input_path`` into ``output`` on the cluster at ``address``, in
     segments of ``segment`` frames each started ``warmup`` frames early. Outputs, sound and the frame cache
     beside ``output`` are as :func:`~inceptionism.sequences.video.dream_video` has them; the cache key also
-    holds ``segment`` and ``warmup``, which shape the frames."""
+    holds ``segment`` and ``warmup``, which shape the frames. ``on_frame(index, dream)`` is called for every
+    frame of the output, cached earlier or dreamed now, in order, as it is encoded."""
     src, out = Path(input_path), Path(output)
     config, settings = config.validate(), settings.validate()
     plan_segments(1, segment, warmup)  # its values checked before any work
@@ -292,8 +297,8 @@ def run_cluster_video(
                     pool.stats[outcome.slot].frames += count
                 report.dreamed += count
                 bar.advance(count)
-                job.flush(writer, meter)
-            job.flush(writer, meter)
+                job.flush(writer, meter, on_frame)
+            job.flush(writer, meter, on_frame)
             if job.encoded < job.count:
                 raise InceptionismError(f"only {job.encoded} of {job.count} frames could be encoded")
         report.workers = pool.summary()
