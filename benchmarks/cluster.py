@@ -197,7 +197,7 @@ def video_figures(args: argparse.Namespace, tmp: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=int, default=12, help="images in the batch [12]")
+    parser.add_argument("--images", type=int, default=24, help="images in the batch [24]")
     parser.add_argument("--size", default="512x384", help="image size WxH [512x384]")
     parser.add_argument("--steps", type=int, default=12, help="steps per octave of the batch's dreams [12]")
     parser.add_argument("--rounds", type=int, default=3, help="times each batch variant runs, in turn [3]")
