@@ -17,6 +17,9 @@ flicker  the mean |(dream − source)_t − (dream − source)_{t−1}| over con
          that moves with the scene changes at a fixed screen position too: the first figure has a floor there
          that grows with the pan's speed; the second has none.
 memory   peak RSS of the default run on the clip and on one twice as long: frames are streamed, so flat.
+cache    with --cache-ab N only: frames per second of N alternating pairs of default runs in this process, the
+         frame cache's PNGs written with zlib's default strategy against Huffman-only (the default), and their
+         medians.
 """
 
 from __future__ import annotations
@@ -165,6 +168,31 @@ def save_looks(video: Path, folder: Path, tag: str) -> list[Path]:
     return paths
 
 
+def cache_ab(clip: Path, folder: Path, frames: int, pairs: int) -> None:
+    """Frames per second with the frame cache's PNG strategy at zlib's default and at Huffman-only, alternating."""
+    import statistics
+
+    import inceptionism.sequences.cache as cache
+    from inceptionism.config import DreamConfig
+    from inceptionism.sequences.video import VideoSettings, dream_video, with_video_defaults
+
+    config, kept = with_video_defaults(DreamConfig(), ()), cache._PNG_STRATEGY
+    rates: dict[str, list[float]] = {"zlib default": [], "Huffman-only": []}
+    try:
+        for i in range(pairs):
+            for name in list(rates)[:: 1 if i % 2 == 0 else -1]:
+                cache._PNG_STRATEGY = None if name == "zlib default" else 2
+                began = time.perf_counter()
+                dream_video(clip, folder / f"ab-{i}-{len(rates[name])}.mp4", config, VideoSettings(), quiet=True)
+                rates[name].append(frames / (time.perf_counter() - began))
+                print(f"  pair {i + 1} {name:<13} {rates[name][-1]:.3f} frames/s", flush=True)
+    finally:
+        cache._PNG_STRATEGY = kept
+    median = {k: statistics.median(v) for k, v in rates.items()}
+    print(f"\ncache: medians of {pairs}: " + ", ".join(f"{k} {v:.3f} frames/s" for k, v in median.items()))
+    print(f"  Huffman-only ÷ zlib default: {median['Huffman-only'] / median['zlib default']:.3f}×")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -174,6 +202,7 @@ def main() -> None:
     parser.add_argument("--pan", type=int, default=1, help="pixels the view moves a frame [1]")
     parser.add_argument("--look", type=Path, help="save a few output frames here as PNG")
     parser.add_argument("--skip-memory", action="store_true", help="leave out the 2× longer memory run")
+    parser.add_argument("--cache-ab", type=int, metavar="N", help="only the frame cache's A/B, N pairs of runs")
     args = parser.parse_args()
     if args.child:
         child(args.child)
@@ -191,6 +220,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="inceptionism-video-") as tmp:
         folder = Path(tmp)
         clip = make_clip(folder / "pan.mp4", (w, h), args.frames, args.pan)
+        if args.cache_ab:
+            cache_ab(clip, folder, args.frames, args.cache_ab)
+            return
         fast = run(clip, folder / "default.mp4")
         n, wall = fast["frames"], fast["wall"]
         print(f"\nspeed: {n} frames {w}×{h}, pan {args.pan} px/frame: {n / wall:.2f} frames/s "

@@ -33,8 +33,10 @@ from inceptionism.io.messages import reason, show
 
 MANIFEST = "manifest.json"
 _FRAME = re.compile(r"^(\d{6,})\.png$")
-# zlib level 1: frames are written once and read back at most once; size matters less than time here.
+# zlib level 1 and Huffman coding only (no string matching): frames are written once and read back at most once,
+# so time matters more than size here; on dreamed frames Huffman-only is faster and smaller (docs/performance.md).
 _PNG_LEVEL = 1
+_PNG_STRATEGY: int | None = 2  # zlib's Z_HUFFMAN_ONLY; None: zlib's default strategy
 
 Note = Callable[[str], None]
 
@@ -152,7 +154,9 @@ class FrameCache:
         if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
             raise ValueError(f"expected an (H, W, 3) uint8 frame, got {frame.dtype} {frame.shape}")
         buffer = io.BytesIO()
-        Image.fromarray(np.ascontiguousarray(frame), "RGB").save(buffer, format="PNG", compress_level=_PNG_LEVEL)
+        options = {} if _PNG_STRATEGY is None else {"compress_type": _PNG_STRATEGY}
+        image = Image.fromarray(np.ascontiguousarray(frame), "RGB")
+        image.save(buffer, format="PNG", compress_level=_PNG_LEVEL, **options)
         data = buffer.getvalue()
         try:
             atomic_write(self.path(index), lambda handle: handle.write(data))
