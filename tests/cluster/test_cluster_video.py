@@ -19,7 +19,7 @@ from PIL import Image
 
 from inceptionism.cli import main
 from inceptionism.cluster import parse_address
-from inceptionism.cluster.video import SeamMeter, plan_segments, run_cluster_video
+from inceptionism.cluster.video import ClusterVideoReport, SeamMeter, plan_segments, run_cluster_video
 from inceptionism.config import DreamConfig
 from inceptionism.errors import ConfigError
 from inceptionism.sequences.cache import cache_folder
@@ -82,6 +82,26 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_clip(tmp_path_factory.mktemp("clip") / "clip.mp4", frames=FRAMES)
 
 
+def dream_on_two_workers(clip: Path, out: Path, ray_dir: str) -> tuple[ClusterVideoReport, list[np.ndarray]]:
+    """The clip dreamed into ``out`` on a local cluster of 2 workers in segments: the report and every frame as
+    dreamed, in order (before encoding)."""
+    frames: dict[int, np.ndarray] = {}
+    report = run_cluster_video(
+        clip,
+        out,
+        TINY,
+        SETTINGS,
+        parse_address("local:2"),
+        segment=SEGMENT,
+        warmup=WARMUP,
+        quiet=True,
+        temp_dir=ray_dir,
+        on_frame=frames.__setitem__,
+    )
+    assert sorted(frames) == list(range(FRAMES))
+    return report, [frames[k] for k in range(FRAMES)]
+
+
 @pytest.fixture(scope="module")
 def reference(clip: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str], list[np.ndarray]]:
     """The clip dreamed on 2 workers without a fault: its output, the report's lines and the dreamed frames."""
@@ -89,25 +109,12 @@ def reference(clip: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pat
     import tempfile
 
     out = tmp_path_factory.mktemp("reference") / "dream.mp4"
-    frames: dict[int, np.ndarray] = {}
     ray_dir = tempfile.mkdtemp(prefix="ray-")
     try:
-        report = run_cluster_video(
-            clip,
-            out,
-            TINY,
-            SETTINGS,
-            parse_address("local:2"),
-            segment=SEGMENT,
-            warmup=WARMUP,
-            quiet=True,
-            temp_dir=ray_dir,
-            on_frame=frames.__setitem__,
-        )
+        report, frames = dream_on_two_workers(clip, out, ray_dir)
     finally:
         shutil.rmtree(ray_dir, ignore_errors=True)
-    assert sorted(frames) == list(range(FRAMES))
-    return out, [report.summary(), *report.workers], [frames[k] for k in range(FRAMES)]
+    return out, [report.summary(), *report.workers], frames
 
 
 @pytest.mark.slow
@@ -136,25 +143,12 @@ def test_a_worker_killed_mid_segment_costs_that_segment_only(clip, reference, tm
     killer = threading.Thread(target=kill_one, daemon=True)
     killer.start()
     out = tmp_path / "dream.mp4"
-    frames: dict[int, np.ndarray] = {}
-    report = run_cluster_video(
-        clip,
-        out,
-        TINY,
-        SETTINGS,
-        parse_address("local:2"),
-        segment=SEGMENT,
-        warmup=WARMUP,
-        quiet=True,
-        temp_dir=ray_dir,
-        on_frame=frames.__setitem__,
-    )
+    report, frames = dream_on_two_workers(clip, out, ray_dir)
     killer.join(timeout=5)
     assert killed, "no worker was seen dreaming"
     assert report.frames == FRAMES and any("restarted 1×" in line for line in report.workers)
     assert probe(out).frames == FRAMES and probe(out).has_audio
-    assert sorted(frames) == list(range(FRAMES))
-    assert differing([frames[k] for k in range(FRAMES)], reference[2]) == []
+    assert differing(frames, reference[2]) == []
 
 
 @pytest.mark.slow
